@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Inference latency of webclip against PyTorch and ONNX Runtime on the same CLIP architecture,
+in the same session, printed as ratios (webclip time / reference time; below 1.0 is faster).
+
+Usage:
+    python3 scripts/bench_reference.py [--webclip PATH] [--threads 2] [--runs 10] [--config config.json]
+
+The default architecture is openai/clip-vit-base-patch32's (random weights: latency does not
+depend on the values). Cases: image batch 1 and 8 (224x224), text batch 1 and 8 of 12 tokens.
+Needs: pip install torch transformers onnx onnxruntime onnxscript
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # otherwise torch spins and skews timings
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import CLIPConfig, CLIPModel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_patch32_config():
+    return CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=512, intermediate_size=2048,
+                         num_attention_heads=8, num_hidden_layers=12, max_position_embeddings=77,
+                         hidden_act="quick_gelu", eos_token_id=2),
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                           num_hidden_layers=12, image_size=224, patch_size=32,
+                           hidden_act="quick_gelu"),
+        projection_dim=512,
+    )
+
+
+def median_ms(fn, runs, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def inputs(config, batch, kind):
+    if kind == "image":
+        v = config.vision_config
+        return torch.randn(batch, 3, v.image_size, v.image_size)
+    ids = [49406] + [320 + 7 * i for i in range(10)] + [49407]
+    return torch.tensor([ids] * batch)
+
+
+def webclip_cases(binary, config_path, threads, runs):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    args = [binary, "bench", "--runs", str(runs)]
+    if config_path:
+        args += ["--config", config_path]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout
+    return {(c["name"], c["batch"]): c["median_ms"] for c in json.loads(out)["cases"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/webclip/target"))
+    parser.add_argument("--webclip", default=str(Path(target) / "release/webclip"))
+    parser.add_argument("--config", help="a CLIP config.json (default: ViT-B/32)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = CLIPConfig.from_json_file(args.config) if args.config else base_patch32_config()
+    model = CLIPModel(config).eval()
+
+    cases = [("image", 1), ("image", 8), ("text", 1), ("text", 8)]
+    torch_ms, ort_ms = {}, {}
+    with torch.no_grad():
+        for kind, batch in cases:
+            x = inputs(config, batch, kind)
+            if kind == "image":
+                torch_ms[(kind, batch)] = median_ms(lambda: model.get_image_features(pixel_values=x), args.runs)
+            else:
+                torch_ms[(kind, batch)] = median_ms(lambda: model.get_text_features(input_ids=x), args.runs)
+
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind in ("image", "text"):
+                path = os.path.join(tmp, f"{kind}.onnx")
+                if kind == "image":
+                    wrapper = lambda x: model.get_image_features(pixel_values=x)  # noqa: E731
+                else:
+                    wrapper = lambda x: model.get_text_features(input_ids=x)  # noqa: E731
+
+                class Wrap(torch.nn.Module):
+                    def forward(self, x):
+                        return wrapper(x)
+
+                torch.onnx.export(Wrap(), (inputs(config, 1, kind),), path, dynamo=False, opset_version=17,
+                                  input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+                session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+                for batch in (1, 8):
+                    x = inputs(config, batch, kind).numpy()
+                    ort_ms[(kind, batch)] = median_ms(lambda: session.run(None, {"x": x}), args.runs)
+    except ImportError:
+        print("onnxruntime not installed: ONNX Runtime column skipped", file=sys.stderr)
+
+    ours = webclip_cases(args.webclip, args.config, args.threads, args.runs)
+
+    print(f"threads={args.threads} runs={args.runs} (medians, ms; ratio = webclip / reference)")
+    print(f"{'case':<10} {'webclip':>9} {'pytorch':>9} {'onnxrt':>9} {'vs torch':>9} {'vs ort':>9}")
+    for kind, batch in cases:
+        w, t, o = ours[(kind, batch)], torch_ms[(kind, batch)], ort_ms.get((kind, batch))
+        o_text = f"{o:9.1f}" if o else f"{'-':>9}"
+        r_text = f"{w / o:8.2f}x" if o else f"{'-':>9}"
+        print(f"{kind + ' b' + str(batch):<10} {w:9.1f} {t:9.1f} {o_text} {w / t:8.2f}x {r_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,898 @@
+#!/usr/bin/env python3
+"""Generate the reference fixtures that webclip's Rust tests compare against.
+
+Run from the repository root (no network needed, nothing is downloaded):
+
+    python3 scripts/make_fixtures.py
+
+Everything lives under ``tests/fixtures/``.  The directories this script owns
+(``tokenizer/``, ``models/``, ``images/``, ``preprocess/``) and ``README.md`` are
+deleted and regenerated on every run; anything else under tests/fixtures/ is
+left alone.
+
+What it produces (see the README it writes for the file-by-file description):
+
+A. ``tokenizer/``  the real CLIP BPE tokenizer (built from the BPE vocabulary that
+   ships inside the ``open_clip`` package) as a Hugging Face ``tokenizer.json``,
+   plus ``cases.json``: token ids from open_clip's SimpleTokenizer and from the
+   HF fast tokenizer for ~45 tricky strings.
+B. ``models/<name>/``  tiny randomly initialised HF ``CLIPModel`` checkpoints
+   (safetensors, fp32 / fp16 / bf16) with ``config.json``,
+   ``preprocessor_config.json`` and a relative symlink to the shared tokenizer.
+C. ``models/<name>/reference.json``  text/image embeddings and logits computed by
+   transformers in fp32.
+D. ``images/*.png`` small synthetic PNGs and ``preprocess/`` the OpenAI CLIP
+   (PIL-based) preprocessing of them as raw little-endian float32 tensors.
+
+Everything is deterministic: fixed seeds, single-threaded torch, and images
+generated from numpy's seeded PCG64 generator.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Be nice to the 2-core machine (and to concurrently running builds) and keep
+# float reductions in a fixed order: one thread, passive OpenMP waiting.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import gzip
+import json
+import math
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import open_clip
+import transformers
+from open_clip.tokenizer import SimpleTokenizer, bytes_to_unicode, default_bpe
+from safetensors import safe_open
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+warnings.filterwarnings("ignore")
+transformers.logging.set_verbosity_error()
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = REPO / "tests" / "fixtures"
+TOK_DIR = FIX / "tokenizer"
+MODELS_DIR = FIX / "models"
+IMG_DIR = FIX / "images"
+PRE_DIR = FIX / "preprocess"
+OWNED = [TOK_DIR, MODELS_DIR, IMG_DIR, PRE_DIR, FIX / "README.md"]
+
+CONTEXT_LENGTH = 77
+SOT, EOT = 49406, 49407
+VOCAB_SIZE = 49408
+
+# OpenAI CLIP normalisation constants (identical to open_clip.constants.OPENAI_DATASET_*).
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+assert tuple(open_clip.constants.OPENAI_DATASET_MEAN) == OPENAI_MEAN
+assert tuple(open_clip.constants.OPENAI_DATASET_STD) == OPENAI_STD
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def rnd(x: float) -> float:
+    """Round a float for JSON: 7 significant digits for |x| < 1, 7 decimals for |x| >= 1.
+
+    So every value keeps an absolute precision of at least 1e-7 (5e-8 rounding error),
+    and values below 1 keep 7 significant digits.
+    """
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"non-finite value {x}")
+    if x == 0.0:
+        return 0.0
+    if abs(x) < 1.0:
+        return float(f"{x:.7g}")
+    return round(x, 7)
+
+
+def rnd_list(a) -> list:
+    """Recursively round a tensor/array/list of floats (keeps nesting)."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().double().tolist()
+    elif isinstance(a, np.ndarray):
+        a = a.astype(np.float64).tolist()
+    if isinstance(a, list):
+        return [rnd_list(v) for v in a]
+    return rnd(a)
+
+
+def write_json(path: Path, obj, indent=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=indent)
+        f.write("\n")
+
+
+def versions() -> dict:
+    import ftfy
+    import PIL
+    import safetensors
+    import tokenizers
+    import torchvision
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+        "open_clip_torch": open_clip.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+        "ftfy": ftfy.__version__,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# A. tokenizer
+# --------------------------------------------------------------------------------------
+
+
+def build_tokenizer() -> CLIPTokenizer:
+    """Build the CLIP tokenizer from open_clip's bundled BPE file.
+
+    Mirrors how the HF CLIP checkpoints' vocab.json / merges.txt were made:
+      vocab = 256 byte-level chars, the same 256 + "</w>", one entry per merge
+      (the first 48894 merges, exactly as open_clip/OpenAI use), then
+      "<|startoftext|>" (49406) and "<|endoftext|>" (49407)   -> 49408 entries.
+    merges.txt = "#version: 0.2" header + those 48894 merges.
+    CLIPTokenizer.from_pretrained(dir) then builds the fast (Rust) tokenizer and
+    save_pretrained writes tokenizer.json.
+
+    (In transformers 5, CLIPTokenizerFast(vocab_file=..., merges_file=...) silently
+    builds a 2-token tokenizer, so we go through from_pretrained and check the size.)
+    """
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]  # same slice as open_clip.SimpleTokenizer
+    assert len(merges) == 48894
+    byte_chars = list(bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars]
+    vocab += ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(vocab) == VOCAB_SIZE and len(set(vocab)) == VOCAB_SIZE
+
+    build_dir = FIX / ".tokenizer_build"  # temporary, removed below
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    write_json(build_dir / "vocab.json", {t: i for i, t in enumerate(vocab)})
+    (build_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+    tok = CLIPTokenizer.from_pretrained(str(build_dir))
+    assert len(tok) == VOCAB_SIZE, f"broken tokenizer build: {len(tok)} tokens"
+    assert tok.bos_token_id == SOT and tok.eos_token_id == EOT and tok.pad_token_id == EOT
+    TOK_DIR.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(TOK_DIR))
+    shutil.rmtree(build_dir)
+    # Only tokenizer.json (+ tokenizer_config.json so AutoTokenizer works on the dir) are kept.
+    for p in TOK_DIR.iterdir():
+        if p.name not in ("tokenizer.json", "tokenizer_config.json"):
+            p.unlink()
+
+    # Re-save tokenizer.json compactly (no pretty-printing): ~40% smaller, same content.
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(TOK_DIR / "tokenizer.json"))
+    raw.save(str(TOK_DIR / "tokenizer.json"), pretty=False)
+    raw = Tokenizer.from_file(str(TOK_DIR / "tokenizer.json"))
+    assert raw.get_vocab_size() == VOCAB_SIZE, raw.get_vocab_size()
+
+    # The vocabulary must be open_clip's, token for token (only the special-token
+    # spellings differ: open_clip calls them <start_of_text>/<end_of_text>).
+    st = SimpleTokenizer()
+    hv = raw.get_vocab()
+    for t, i in st.encoder.items():
+        if t == "<start_of_text>":
+            assert i == SOT
+        elif t == "<end_of_text>":
+            assert i == EOT
+        else:
+            assert hv[t] == i, t
+
+    tok = CLIPTokenizer.from_pretrained(str(TOK_DIR))
+    assert len(tok) == VOCAB_SIZE
+    return tok
+
+
+LONG_TEXT = (
+    "a very long caption that keeps going: " + " ".join(
+        f"the {w} number {i} sits next to a {c} box," for i, (w, c) in enumerate(
+            zip(["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "goat", "frog", "mouse", "owl", "bear"],
+                ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "grey", "pink", "brown", "teal"])
+        )
+    ) + " and then it finally ends."
+)
+
+TOKENIZER_TEXTS = [
+    "a photo of a cat",
+    "A PHOTO OF A CAT",
+    "Hello, world! How are you?",
+    "wow!?",  # "!" alone is token id 0: stripping open_clip's zero padding must not eat it
+    "!!!",
+    "The year 2024 had 366 days; pi is 3.14159.",
+    "1234567890",
+    "multiple   spaces\tand\ttabs\nand\nnewlines\r\nand CRLF",
+    "   leading and trailing spaces   ",
+    "   ",
+    "",
+    "x",
+    "café",
+    "naïve résumé",
+    "CAFÉ NAÏVE Ångström",
+    "cafe\u0301 (decomposed e + combining acute)",
+    "ß straße",
+    "İstanbul",
+    "Ελληνικά Кириллица",
+    "東京タワーの写真",
+    "中文测试",
+    "한국어 텍스트",
+    "a cat 🐱 and a dog 🐶",
+    "👩\u200d👩\u200d👧 family",
+    "flag 🇯🇵",
+    "zero\u200bwidth space",
+    "it's a dog's life, we'll see what they're doing",
+    "I'M HERE, YOU'RE THERE, THEY'VE GONE, SHE'D KNOW",
+    "Tom & Jerry &amp; friends",
+    "&lt;b&gt;bold&lt;/b&gt;",
+    "&quot;quoted&quot; and &#39;single&#39;",
+    "double escaped &amp;amp; here",
+    "\u2018single curly\u2019 and \u201cdouble curly\u201d",
+    "\ufb01sh \ufb02ower",
+    "ＡＢＣ１２３ full width",
+    "non\u00a0breaking\u00a0space",
+    "caf\u00c3\u00a9 mojibake",
+    "text with <|endoftext|> inside",
+    "<|startoftext|>hello",
+    "<end_of_text> is open_clip's own special token",
+    "en\u2013dash \u2014 em-dash \u2026 ellipsis",
+    "snake_case kebab-case CamelCase",
+    "email@example.com https://example.org/path?q=1&r=2",
+    "tab\x0bvertical\x0cformfeed and a bell\x07",
+    LONG_TEXT,
+    "supercalifragilisticexpialidocious " * 12,
+]
+
+
+def open_clip_ids(st: SimpleTokenizer, text: str) -> list[int]:
+    """open_clip ids with context length 77, trailing zero padding stripped.
+
+    Computed from SimpleTokenizer.encode (the length is known there, so a real
+    token id 0 = "!" is never mistaken for padding) and cross-checked against
+    open_clip.tokenize's padded row.
+    """
+    ids = [SOT] + st.encode(text) + [EOT]
+    if len(ids) > CONTEXT_LENGTH:
+        ids = ids[:CONTEXT_LENGTH]
+        ids[-1] = EOT
+    row = open_clip.tokenize([text], context_length=CONTEXT_LENGTH)[0].tolist()
+    assert row[: len(ids)] == ids and all(v == 0 for v in row[len(ids):]), text
+    return ids
+
+
+def hf_ids(tok: CLIPTokenizer, text: str) -> list[int]:
+    return tok(text, truncation=True, max_length=CONTEXT_LENGTH)["input_ids"]
+
+
+def make_tokenizer_cases(tok: CLIPTokenizer):
+    from tokenizers import Tokenizer
+
+    st = SimpleTokenizer()
+    # The Rust side uses the `tokenizers` crate on tokenizer.json directly: check that the
+    # raw Tokenizer with truncation(77) gives the same ids as the transformers wrapper.
+    raw = Tokenizer.from_file(str(TOK_DIR / "tokenizer.json"))
+    raw.enable_truncation(CONTEXT_LENGTH)
+
+    cases, n_diff = [], 0
+    for text in TOKENIZER_TEXTS:
+        oc = open_clip_ids(st, text)
+        hf = hf_ids(tok, text)
+        assert raw.encode(text).ids == hf, text
+        assert hf[0] == SOT and hf[-1] == EOT and len(hf) <= CONTEXT_LENGTH
+        assert oc[0] == SOT and oc[-1] == EOT and len(oc) <= CONTEXT_LENGTH
+        n_diff += oc != hf
+        cases.append({"text": text, "open_clip_ids": oc, "hf_ids": hf})
+    assert any(len(c["hf_ids"]) == CONTEXT_LENGTH for c in cases)
+    write_json(
+        TOK_DIR / "cases.json",
+        {
+            "note": (
+                "open_clip_ids: open_clip.tokenize(text, context_length=77) (ftfy.fix_text + double "
+                "html.unescape + whitespace collapse + lower-case, then BPE) with the trailing zero "
+                "padding stripped; starts with 49406, ends with 49407, truncated rows are exactly 77 "
+                "long with 49407 forced last. hf_ids: the HF fast tokenizer from tokenizer.json, "
+                "tokenizer(text, truncation=True, max_length=77)['input_ids'] (truncated too, "
+                "49407 kept last); identical to tokenizers.Tokenizer.from_file('tokenizer.json') "
+                "with enable_truncation(77). The HF tokenizer does NFC + whitespace collapse + "
+                "lower-case only (no ftfy, no html unescaping) and treats literal '<|startoftext|>' "
+                "/'<|endoftext|>' in the text as special tokens; open_clip's special tokens are "
+                "spelled '<start_of_text>'/'<end_of_text>'. So the two lists differ for some cases "
+                f"({n_diff} of {len(cases)} here)."
+            ),
+            "context_length": CONTEXT_LENGTH,
+            "cases": cases,
+        },
+        indent=1,
+    )
+    return cases
+
+
+# --------------------------------------------------------------------------------------
+# D. images + preprocessing
+# --------------------------------------------------------------------------------------
+
+
+def _grid(h, w):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    return y / max(h - 1, 1), x / max(w - 1, 1)
+
+
+def _rgb_scene(rng, h, w):
+    """Random gradients + a disc + a rectangle + noise: lots of edges so resizing is
+    non-trivial, and (because layout/colours are drawn from rng) distinct images."""
+    yy, xx = _grid(h, w)
+    fx, fy, ph = rng.uniform(2.0, 9.0, 3), rng.uniform(2.0, 9.0, 3), rng.uniform(0, 6.3, 3)
+    img = np.stack([127 + 120 * np.sin(fx[c] * xx + fy[c] * yy + ph[c]) for c in range(3)], -1)
+    cx, cy, rr = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.15, 0.3)
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 < rr ** 2] = rng.integers(0, 256, 3)
+    x0, y0 = rng.uniform(0.0, 0.6), rng.uniform(0.0, 0.6)
+    img[(xx > x0) & (xx < x0 + 0.3) & (yy > y0) & (yy < y0 + 0.3)] = rng.integers(0, 256, 3)
+    img += rng.normal(0, 18, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def make_images() -> list[dict]:
+    """Create the synthetic PNGs; returns [{name, mode, width, height, note}]."""
+    IMG_DIR.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20240601)
+    out = []
+
+    def save(name, im, note):
+        im.save(IMG_DIR / name, format="PNG")
+        back = Image.open(IMG_DIR / name)
+        assert back.mode == im.mode and back.size == im.size, (name, back.mode, im.mode)
+        out.append({"name": name, "mode": im.mode, "width": im.width, "height": im.height, "note": note})
+
+    save("landscape.png", Image.fromarray(_rgb_scene(rng, 37, 61), "RGB"),
+         "RGB 61x37; at 48 (tiny-gelu reference) the center-crop offset is round(31/2)=16 "
+         "(Python rounds half to even; floor would give 15)")
+    save("portrait.png", Image.fromarray(_rgb_scene(rng, 75, 40), "RGB"), "RGB 40x75")
+
+    yy, xx = _grid(50, 50)
+    grey = 255 * np.sqrt((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.71 + rng.normal(0, 12, (50, 50))
+    grey[20:30, 5:45] = 255 - grey[20:30, 5:45]
+    save("grey.png", Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L"), "greyscale L 50x50")
+
+    rgb = _rgb_scene(rng, 51, 59)
+    yy, xx = _grid(51, 59)
+    alpha = np.clip(np.rint(255 * xx), 0, 255).astype(np.uint8)
+    alpha[:10, :] = 0  # fully transparent rows whose RGB is still non-zero
+    alpha[-8:, :] = 255
+    save("rgba.png", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+         "RGBA 59x51 with varied alpha (0..255, colour kept under alpha 0); convert('RGB') drops alpha "
+         "(no compositing); crop offset at 32: round(5/2)=2, at 48: round(7/2)=4 (half to even)")
+
+    pal_idx = (rng.integers(0, 4, (32, 39)) + (np.arange(39)[None, :] // 5) * 4) % 16
+    pal = Image.fromarray(pal_idx.astype(np.uint8), "P")
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    pal.putpalette(palette.flatten().tolist())
+    save("palette.png", pal,
+         "palette P 39x32, 16 colours; at 32 no resize happens (shortest side already 32) and the "
+         "crop offset is round(7/2)=4 (half to even)")
+
+    save("tiny.png", Image.fromarray(_rgb_scene(rng, 5, 7), "RGB"), "RGB 7x5, needs upscaling")
+    save("large.png", Image.fromarray(_rgb_scene(rng, 200, 300), "RGB"),
+         "RGB 300x200, needs antialiased downscaling")
+
+    yy, xx = _grid(40, 64)
+    g16 = 65535 * (0.5 * xx + 0.5 * yy) + rng.normal(0, 2000, (40, 64))
+    g16 = np.clip(np.rint(g16), 0, 65535).astype(np.uint16)
+    save("grey16.png", Image.fromarray(g16),
+         "16-bit greyscale (PIL mode I;16) 64x40; crop offset at 32: round(19/2)=10")
+    return out
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Decode step of the reference transform: any PIL image -> 8-bit RGB.
+
+    PIL's own convert('RGB') is used for every mode except 16-bit greyscale: Pillow
+    converts I;16 by *clipping* values to 0..255 (so almost everything becomes white),
+    which no other decoder does. For I;16 we instead scale to 8 bits with
+    round(v / 257) = (v + 128) // 257 -- exactly what the Rust `image` crate's
+    to_rgb8() (and browsers) do -- and then replicate the grey value to RGB.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.uint32)
+        a8 = ((a + 128) // 257).astype(np.uint8)
+        return Image.fromarray(a8, "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def reference_transform(size: int):
+    """OpenAI/open_clip eval transform on PIL images (resize shortest side, bicubic,
+    antialiased; center crop; to tensor; normalize). This is open_clip's own
+    image_transform; since we convert to RGB *before* it, its MaybeConvertMode is a no-op."""
+    return open_clip.image_transform(size, is_train=False, mean=OPENAI_MEAN, std=OPENAI_STD)
+
+
+def torchvision_transform(size: int):
+    """The same pipeline spelled out with torchvision (used to cross-check)."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(OPENAI_MEAN, OPENAI_STD),
+    ])
+
+
+def preprocess(path: Path, size: int) -> torch.Tensor:
+    img = Image.open(path)
+    img.load()
+    rgb = to_rgb8(img)
+    x = reference_transform(size)(rgb)
+    y = torchvision_transform(size)(rgb)
+    assert torch.equal(x, y), path
+    assert x.shape == (3, size, size) and x.dtype == torch.float32
+    return x
+
+
+def open_clip_native_diff(path: Path, size: int, ref: torch.Tensor) -> float:
+    """Max |diff| between our reference and open_clip's transform applied to the
+    *undecoded* image (open_clip/OpenAI resize+crop first and convert('RGB') last).
+    Zero for RGB and L images; non-zero for RGBA (PIL premultiplies alpha while
+    resizing), P (PIL resizes palette images with NEAREST) and I;16."""
+    img = Image.open(path)
+    img.load()
+    try:
+        y = reference_transform(size)(img)
+    except Exception:  # pragma: no cover - e.g. a mode PIL cannot resize
+        return float("nan")
+    return float((y - ref).abs().max())
+
+
+def make_preprocess_cases(images: list[dict]) -> dict:
+    PRE_DIR.mkdir(parents=True, exist_ok=True)
+    jobs = [(im["name"], 32) for im in images] + [("large.png", 224), ("landscape.png", 224)]
+    cases = []
+    for name, size in jobs:
+        x = preprocess(IMG_DIR / name, size)
+        fname = f"{Path(name).stem}_{size}.f32"
+        x.numpy().astype("<f4", copy=False).tofile(PRE_DIR / fname)
+        # Geometry, for debugging a port: the resized size and the crop offset.
+        w0, h0 = Image.open(IMG_DIR / name).size
+        short, long = min(w0, h0), max(w0, h0)
+        new_long = int(size * long / short)
+        rw, rh = (size, new_long) if w0 <= h0 else (new_long, size)
+        top, left = int(round((rh - size) / 2.0)), int(round((rw - size) / 2.0))
+        cases.append({
+            "image": name,
+            "size": size,
+            "shape": [3, size, size],
+            "file": fname,
+            "resized_wh": [rw, rh],
+            "crop_top_left": [top, left],
+            "crop_differs_from_floor": [top, left] != [(rh - size) // 2, (rw - size) // 2],
+            "open_clip_native_order_max_diff": rnd(open_clip_native_diff(IMG_DIR / name, size, x)),
+        })
+    meta = {
+        "note": (
+            "Each .f32 file: raw little-endian float32, C order, shape [3,S,S] (CHW, RGB). "
+            "Reference transform: decode to 8-bit RGB (PIL convert('RGB'); 16-bit grey scaled by "
+            "round(v/257), not PIL's clipping), torchvision Resize(S, BICUBIC) on the PIL image "
+            "(PIL bicubic a=-0.5 with antialias; shortest side -> S, long side int(S*long/short)), "
+            "CenterCrop(S) (offset int(round((L-S)/2)), Python round = half to even; HF's "
+            "CLIPImageProcessor uses floor instead, see crop_differs_from_floor), ToTensor "
+            "(/255), Normalize(mean, std) in float32. resized_wh / crop_top_left: the intermediate "
+            "geometry. open_clip_native_order_max_diff: how far "
+            "open_clip's transform on the undecoded image (convert('RGB') after resize+crop) is "
+            "from this reference; informational only."
+        ),
+        "mean": list(OPENAI_MEAN),
+        "std": list(OPENAI_STD),
+        "images": images,
+        "cases": cases,
+    }
+    write_json(PRE_DIR / "cases.json", meta, indent=1)
+    return meta
+
+
+# --------------------------------------------------------------------------------------
+# B/C. models + reference outputs
+# --------------------------------------------------------------------------------------
+
+MODEL_TEXTS = [
+    "a photo of a cat",
+    "A DOG!",
+    "a small red triangle on the left of a big blue square",
+    "",
+    "x",
+    LONG_TEXT,
+]
+MODEL_IMAGES = ["landscape.png", "portrait.png", "rgba.png", "large.png", "grey16.png"]
+
+
+def config_tiny_quickgelu() -> CLIPConfig:
+    return CLIPConfig(
+        text_config=dict(
+            vocab_size=VOCAB_SIZE, hidden_size=16, num_attention_heads=2, num_hidden_layers=2,
+            intermediate_size=64, max_position_embeddings=77, hidden_act="quick_gelu",
+            layer_norm_eps=1e-5, eos_token_id=2,  # old OpenAI exports: pool at argmax(input_ids)
+            projection_dim=16,
+        ),
+        vision_config=dict(
+            image_size=32, patch_size=8, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+            intermediate_size=64, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=16,
+        ),
+        projection_dim=16,
+        logit_scale_init_value=2.9,
+    )
+
+
+def config_tiny_gelu() -> CLIPConfig:
+    return CLIPConfig(
+        text_config=dict(
+            vocab_size=VOCAB_SIZE, hidden_size=24, num_attention_heads=3, num_hidden_layers=3,
+            intermediate_size=48, max_position_embeddings=77, hidden_act="gelu_new",  # tanh approx
+            layer_norm_eps=1e-6, bos_token_id=SOT, eos_token_id=EOT, pad_token_id=EOT,  # first-eos pooling
+            projection_dim=12,
+        ),
+        vision_config=dict(
+            image_size=48, patch_size=16, hidden_size=24, num_attention_heads=2, num_hidden_layers=2,
+            intermediate_size=96, hidden_act="gelu",  # exact erf GELU
+            layer_norm_eps=1e-6, projection_dim=12,
+        ),
+        projection_dim=12,
+        logit_scale_init_value=2.9,
+    )
+
+
+def init_weights(model: CLIPModel, seed: int) -> None:
+    """Deterministically re-initialise every parameter with non-degenerate scales.
+
+    HF's default init (std 0.02) on such tiny models gives near-identical
+    embeddings for all inputs; we want a weight-loading bug to show up clearly.
+      * LayerNorm: weight = 1 + 0.1*N(0,1), bias = 0.1*N(0,1)  (so a mis-loaded LN shows)
+      * Linear weights: N(0, 4/fan_in), patch conv: N(0, 9/fan_in), biases 0.1*N(0,1)
+        (the extra gain makes attention non-uniform so pooled outputs depend on the input)
+      * token / position / class embeddings: N(0, 0.5^2)
+      * logit_scale = 2.9 (HF default is 2.6592)
+    """
+    g = torch.Generator().manual_seed(seed)
+    ln_params = set()
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.LayerNorm):
+            ln_params.add(f"{mod_name}.weight")
+            ln_params.add(f"{mod_name}.bias")
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # fixed (registration) order
+            n = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name == "logit_scale":
+                p.fill_(2.9)
+            elif name in ln_params:
+                p.copy_(1.0 + 0.1 * n if name.endswith("weight") else 0.1 * n)
+            elif name.endswith("bias"):
+                p.copy_(0.1 * n)
+            elif "embedding" in name and p.dim() != 4:  # token/position/class embeddings
+                p.copy_(0.5 * n)
+            else:  # Linear [out, in] or patch conv [out, in, kh, kw]
+                fan_in = int(np.prod(p.shape[1:]))
+                gain = 3.0 if p.dim() == 4 else 2.0
+                p.copy_(gain * n / math.sqrt(fan_in))
+    assert model.logit_scale.item() == np.float32(2.9)
+
+
+def write_preprocessor_config(d: Path, size: int) -> None:
+    write_json(d / "preprocessor_config.json", {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": size},
+        "resample": 3,  # PIL.Image.BICUBIC
+        "do_center_crop": True,
+        "crop_size": {"height": size, "width": size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(OPENAI_MEAN),
+        "image_std": list(OPENAI_STD),
+        "do_convert_rgb": True,
+    }, indent=2)
+
+
+def save_model(model: CLIPModel, name: str, size: int, dtype: torch.dtype) -> Path:
+    d = MODELS_DIR / name
+    d.mkdir(parents=True, exist_ok=True)
+    m = model.to(dtype)
+    m.save_pretrained(str(d), safe_serialization=True)
+    write_preprocessor_config(d, size)
+    link = d / "tokenizer.json"
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    os.symlink("../../tokenizer/tokenizer.json", link)
+    assert link.resolve() == (TOK_DIR / "tokenizer.json").resolve()
+
+    # Check the on-disk dtypes.
+    want = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[dtype]
+    files = sorted(d.glob("*.safetensors"))
+    assert [f.name for f in files] == ["model.safetensors"], files
+    with safe_open(str(files[0]), framework="pt") as f:
+        dts = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dts == {want}, (name, dts)
+    files[0].chmod(0o644)  # safetensors writes 0600
+    return d
+
+
+def load_fp32(d: Path) -> CLIPModel:
+    """Load a checkpoint upcast to fp32 (that is what the Rust side does too)."""
+    try:
+        m = CLIPModel.from_pretrained(str(d), dtype=torch.float32, attn_implementation="eager")
+    except TypeError:  # older transformers
+        m = CLIPModel.from_pretrained(str(d), torch_dtype=torch.float32, attn_implementation="eager")
+    m.eval()
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+    return m
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def compute_reference(d: Path, tok: CLIPTokenizer, size: int, dtype_name: str) -> dict:
+    model = load_fp32(d)
+    cfg = model.config
+    st = SimpleTokenizer()
+
+    ids = [hf_ids(tok, t) for t in MODEL_TEXTS]
+    for t, i in zip(MODEL_TEXTS, ids):
+        assert i == open_clip_ids(st, t), t  # plain texts: both tokenizers agree
+        assert i[-1] == EOT
+    assert len(ids[-1]) == CONTEXT_LENGTH  # the long text really is truncated
+
+    with torch.no_grad():
+        # one text at a time, unpadded
+        single = torch.cat([
+            model.get_text_features(input_ids=torch.tensor([i])).pooler_output for i in ids
+        ])
+        text_embeds = normalize(single)
+
+        # one padded batch (HF style: pad with 49407 + attention_mask)
+        batch = tok(MODEL_TEXTS, truncation=True, max_length=CONTEXT_LENGTH, padding=True, return_tensors="pt")
+        batched = normalize(model.get_text_features(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output)
+        padding_max_diff = float((batched - text_embeds).abs().max())
+        assert padding_max_diff < 1e-5, padding_max_diff
+
+        # open_clip style: pad with 0 to 77, no attention mask (the causal mask alone
+        # keeps the padding from influencing the end-token position)
+        oc = open_clip.tokenize(MODEL_TEXTS, context_length=CONTEXT_LENGTH)
+        oc_embeds = normalize(model.get_text_features(input_ids=oc).pooler_output)
+        oc_padding_max_diff = float((oc_embeds - text_embeds).abs().max())
+        assert oc_padding_max_diff < 1e-5, oc_padding_max_diff
+
+        pixel_values = torch.stack([preprocess(IMG_DIR / n, size) for n in MODEL_IMAGES])
+        image_embeds = normalize(model.get_image_features(pixel_values=pixel_values).pooler_output)
+
+        logit_scale = model.logit_scale.detach().float()
+        logits_per_image = logit_scale.exp() * image_embeds @ text_embeds.T
+
+        # cross-check against the full forward pass
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    pixel_values=pixel_values)
+        assert torch.allclose(out.logits_per_image, logits_per_image, atol=1e-4)
+
+    # Outputs must not be degenerate: different inputs -> clearly different embeddings.
+    tsim = text_embeds @ text_embeds.T
+    isim = image_embeds @ image_embeds.T
+    off = ~torch.eye(len(MODEL_TEXTS), dtype=torch.bool)
+    offi = ~torch.eye(len(MODEL_IMAGES), dtype=torch.bool)
+    max_tsim, max_isim = float(tsim[off].max()), float(isim[offi].max())
+    assert max_tsim < 0.98 and max_isim < 0.98, (max_tsim, max_isim)
+
+    tc, vc = cfg.text_config, cfg.vision_config
+    return {
+        "model": d.name,
+        "dtype_on_disk": dtype_name,
+        "note": "computed in fp32 (checkpoint upcast to fp32 on load), eager attention, torch.no_grad()",
+        "config_summary": {
+            "text_hidden_act": tc.hidden_act,
+            "vision_hidden_act": vc.hidden_act,
+            "eos_token_id": tc.eos_token_id,
+            "pooling": "argmax(input_ids)" if tc.eos_token_id == 2 else f"first position of {tc.eos_token_id}",
+            "text_layer_norm_eps": tc.layer_norm_eps,
+            "vision_layer_norm_eps": vc.layer_norm_eps,
+            "image_size": vc.image_size,
+            "patch_size": vc.patch_size,
+            "projection_dim": cfg.projection_dim,
+        },
+        "texts": MODEL_TEXTS,
+        "input_ids": ids,
+        "text_embeds": rnd_list(text_embeds),
+        "padding_max_diff": padding_max_diff,
+        "open_clip_padding_max_diff": oc_padding_max_diff,
+        "images": MODEL_IMAGES,
+        "pixel_shape": list(pixel_values.shape),
+        "pixel_values": rnd_list(pixel_values.flatten()),
+        "image_embeds": rnd_list(image_embeds),
+        "logit_scale": float(logit_scale),
+        "logits_per_image": rnd_list(logits_per_image),
+        "max_offdiag_cosine": {"text": rnd(max_tsim), "image": rnd(max_isim)},
+    }
+
+
+def make_models(tok: CLIPTokenizer) -> dict:
+    specs = [
+        # name, config factory, seed, preprocessor size
+        ("tiny-quickgelu", config_tiny_quickgelu, 1234, 32),
+        ("tiny-gelu", config_tiny_gelu, 5678, 48),
+    ]
+    summary = {}
+    for base, make_cfg, seed, size in specs:
+        torch.manual_seed(seed)
+        cfg = make_cfg()
+        model = CLIPModel(cfg)
+        init_weights(model, seed)
+        model.eval()
+        variants = [(base, torch.float32, "float32")]
+        variants.append((base + "-fp16", torch.float16, "float16") if base == "tiny-gelu"
+                        else (base + "-bf16", torch.bfloat16, "bfloat16"))
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for name, dtype, dname in variants:
+            model.to(torch.float32)
+            model.load_state_dict(state)
+            d = save_model(model, name, size, dtype)
+            ref = compute_reference(d, tok, size, dname)
+            write_json(d / "reference.json", ref)
+            summary[name] = ref
+            print(f"  {name}: padding_max_diff={ref['padding_max_diff']:.2e} "
+                  f"oc_padding={ref['open_clip_padding_max_diff']:.2e} "
+                  f"max cos text/image={ref['max_offdiag_cosine']}")
+    # fp16/bf16 references should be close to (but not equal to) the fp32 ones
+    for a, b in [("tiny-gelu", "tiny-gelu-fp16"), ("tiny-quickgelu", "tiny-quickgelu-bf16")]:
+        da = np.array(summary[a]["text_embeds"]) - np.array(summary[b]["text_embeds"])
+        print(f"  {a} vs {b}: max |text_embeds diff| = {np.abs(da).max():.3e}")
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# E. README
+# --------------------------------------------------------------------------------------
+
+README = """# webclip test fixtures
+
+Generated by `scripts/make_fixtures.py` (run `python3 scripts/make_fixtures.py` from the repo
+root; it is deterministic, fully offline, and wipes/regenerates `tokenizer/`, `models/`,
+`images/`, `preprocess/` and this README). Python packages: `scripts/requirements.txt`.
+
+Versions used for this generation:
+
+{versions}
+
+## tokenizer/
+
+* `tokenizer.json` - the real OpenAI CLIP BPE tokenizer (49408 tokens; 49406 `<|startoftext|>`,
+  49407 `<|endoftext|>`, also used as pad/unk) in Hugging Face `tokenizers` format, built from the
+  BPE file shipped inside open_clip (`bpe_simple_vocab_16e6.txt.gz`) via vocab.json + merges.txt and
+  `CLIPTokenizer.from_pretrained`. Saved compact (not pretty-printed). No truncation/padding is
+  configured in the file: callers truncate to 77 themselves.
+* `tokenizer_config.json` - lets `AutoTokenizer.from_pretrained("tests/fixtures/tokenizer")` work.
+* `cases.json` - `{{"note", "context_length": 77, "cases": [{{"text", "open_clip_ids", "hf_ids"}}]}}`.
+  `open_clip_ids`: `open_clip.tokenize(text)` with the trailing zero padding stripped (starts 49406,
+  ends 49407, at most 77 long; truncated ones are exactly 77 with 49407 last). `hf_ids`:
+  `tokenizer(text, truncation=True, max_length=77)["input_ids"]` = `tokenizers` crate with
+  truncation(77). They differ where open_clip's ftfy/html-unescape cleaning changes the text
+  (curly quotes, ligatures, full-width, HTML entities, mojibake) and on literal special tokens.
+
+## images/
+
+Synthetic PNGs (seeded numpy noise + gradients/shapes): {images}.
+
+## preprocess/
+
+* `cases.json` - `{{"note", "mean", "std", "images": [{{name, mode, width, height, note}}],
+  "cases": [{{"image", "size", "shape": [3,S,S], "file", "resized_wh", "crop_top_left",
+  "crop_differs_from_floor", "open_clip_native_order_max_diff"}}]}}`.
+  `open_clip_native_order_max_diff` is informational: open_clip/OpenAI convert to RGB *after*
+  resize+crop, which differs from this reference for RGBA (PIL premultiplies alpha when resizing)
+  and I;16 (Pillow clips to 255).
+* `<image>_<S>.f32` - raw little-endian float32, C order, shape [3,S,S]: the OpenAI CLIP reference
+  transform of `images/<image>.png`: decode to 8-bit RGB (`PIL convert("RGB")`, which drops alpha
+  without compositing; 16-bit greyscale is scaled with round(v/257) instead of Pillow's clipping),
+  torchvision `Resize(S, BICUBIC)` on the PIL image (PIL bicubic, a=-0.5, antialiased, shortest side
+  -> S, long side `int(S*long/short)`; no-op if the shortest side already is S), `CenterCrop(S)`
+  (offset `int(round((L-S)/2))`, Python's round-half-to-even; note HF's CLIPImageProcessor floors
+  instead, which shifts the crop by one pixel for e.g. `palette_32`, and for `landscape`/`rgba` at
+  48 in the tiny-gelu references: up to 2.6 after normalisation), `ToTensor()` (/255),
+  `Normalize(mean, std)` in float32. This equals `open_clip.image_transform(S, is_train=False)` on
+  the RGB image and is asserted equal to plain torchvision.
+  Every image at S=32, plus `large.png` and `landscape.png` at S=224.
+
+## models/<name>/
+
+Tiny random-init Hugging Face `CLIPModel` checkpoints (not trained; LayerNorm weights/biases are
+perturbed away from 1/0, linear weights use std 2/sqrt(fan_in), the patch conv 3/sqrt(fan_in), embeddings 0.5,
+`logit_scale` = 2.9):
+
+| name | dtype on disk | text act / vision act | text eos (pooling) | LN eps | text h/heads/layers/ffn | vision img/patch/h/heads/layers/ffn | proj |
+|---|---|---|---|---|---|---|---|
+| tiny-quickgelu | F32 | quick_gelu / quick_gelu | 2 (argmax of ids) | 1e-5 | 16/2/2/64 | 32/8/32/4/2/64 | 16 |
+| tiny-quickgelu-bf16 | BF16 | same weights as tiny-quickgelu, rounded to bf16 | | | | | |
+| tiny-gelu | F32 | gelu_new (tanh) / gelu (erf) | 49407 (first eos) | 1e-6 | 24/3/3/48 | 48/16/24/2/2/96 | 12 |
+| tiny-gelu-fp16 | F16 | same weights as tiny-gelu, rounded to fp16 | | | | | |
+
+Each directory holds `config.json`, `model.safetensors`, `preprocessor_config.json`
+(CLIPImageProcessor-style, shortest_edge = crop = image size, OpenAI mean/std, resample 3 = bicubic),
+`tokenizer.json` (relative symlink to `../../tokenizer/tokenizer.json`) and `reference.json`:
+
+* `texts`, `input_ids` (ragged, unpadded, truncated to 77 with 49407 last; equal to open_clip's ids)
+* `text_embeds` - L2-normalised `get_text_features`, one text at a time, unpadded
+* `padding_max_diff` - max |diff| vs. one HF-padded batch with attention_mask (asserted < 1e-5);
+  `open_clip_padding_max_diff` - same vs. zero-padding to 77 without a mask
+* `images` (names in `images/`), `pixel_shape` [N,3,S,S], `pixel_values` (flat, C order; the
+  reference transform above), `image_embeds` (L2-normalised, from exactly those pixel values)
+* `logit_scale` (raw parameter, before exp) and `logits_per_image` = exp(logit_scale) *
+  image_embeds @ text_embeds.T  ([N_images, N_texts])
+* `config_summary`, `dtype_on_disk`, `max_offdiag_cosine` (sanity: inputs are distinguishable)
+
+All reference numbers are computed in fp32 (`from_pretrained(dir, dtype=float32)`, so the fp16/bf16
+checkpoints are upcast exactly as the Rust loader does), eager attention, one thread. Floats are
+rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
+"""
+
+
+def write_readme(images: list[dict]) -> None:
+    v = versions()
+    vs = "\n".join(f"- {k} {val}" for k, val in v.items())
+    ims = ", ".join(f"`{i['name']}` ({i['note']})" for i in images)
+    (FIX / "README.md").write_text(README.format(versions=vs, images=ims), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    FIX.mkdir(parents=True, exist_ok=True)
+    for p in OWNED:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+    print("A. tokenizer")
+    tok = build_tokenizer()
+    cases = make_tokenizer_cases(tok)
+    diff = [c["text"] for c in cases if c["open_clip_ids"] != c["hf_ids"]]
+    print(f"  {len(cases)} cases, open_clip != hf for {len(diff)}: {diff}")
+
+    print("D. images + preprocessing")
+    images = make_images()
+    pre = make_preprocess_cases(images)
+    for c in pre["cases"]:
+        print(f"  {c['file']}: open_clip native-order diff {c['open_clip_native_order_max_diff']}")
+
+    print("B/C. models")
+    make_models(tok)
+
+    write_readme(images)
+    total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"done: {total / 1e6:.2f} MB under {FIX.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

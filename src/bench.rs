@@ -1,0 +1,97 @@
+//! Inference latency on a model of a given architecture with random weights: image and text
+//! batches, medians after warm-up. `scripts/bench_reference.py` runs PyTorch and ONNX Runtime
+//! on the same architecture in the same session and prints the ratios.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use serde::Serialize;
+
+use crate::config::ClipConfig;
+use crate::error::{Error, Result};
+use crate::model::{ClipModel, TokenBatch};
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchCase {
+    pub name: String,
+    pub batch: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub runs: usize,
+}
+
+/// A ~12-token prompt (start and end tokens included), like "a photo of a small red car
+/// parked next to a tree".
+fn prompt_ids(config: &ClipConfig, len: usize) -> Vec<u32> {
+    let eos = if config.text.pools_at_argmax() {
+        config.text.vocab_size as u32 - 1
+    } else {
+        config.text.eos_token_id
+    };
+    let mut ids = vec![config
+        .text
+        .bos_token_id
+        .min(config.text.vocab_size as u32 - 2)];
+    ids.extend((0..len - 2).map(|i| 320 + 7 * i as u32 % (config.text.vocab_size as u32 - 400)));
+    ids.push(eos);
+    ids
+}
+
+fn time<F: FnMut() -> Result<()>>(
+    name: &str,
+    batch: usize,
+    warmup: usize,
+    runs: usize,
+    mut f: F,
+) -> Result<BenchCase> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(BenchCase {
+        name: name.to_string(),
+        batch,
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        runs,
+    })
+}
+
+/// Measure image and text embedding latency for batches 1 and 8.
+pub fn run(config: &ClipConfig, device: &Device, runs: usize) -> Result<Vec<BenchCase>> {
+    let model = ClipModel::new(config, device);
+    let v = &config.vision;
+    let read = |t: Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map(|_| ())
+            .map_err(|e| Error::Backend(format!("{e:?}")))
+    };
+    let mut cases = Vec::new();
+    for batch in [1, 8] {
+        let pixels = Tensor::<4>::random(
+            [batch, v.num_channels, v.image_size, v.image_size],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        cases.push(time("image", batch, 2, runs, || {
+            read(model.embed_images(pixels.clone()))
+        })?);
+    }
+    for batch in [1, 8] {
+        let ids = vec![prompt_ids(config, 12); batch];
+        cases.push(time("text", batch, 2, runs, || {
+            let tokens = TokenBatch::new(&ids, &config.text, device)?;
+            read(model.embed_texts(&tokens))
+        })?);
+    }
+    Ok(cases)
+}

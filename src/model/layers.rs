@@ -1,0 +1,234 @@
+//! Building blocks shared by both towers: activations, multi-head attention, the MLP and the
+//! pre-LayerNorm encoder layer of CLIP's transformers.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::config::Activation;
+use crate::error::Result;
+use crate::weights::{Layout, ParamVisitor};
+
+/// Apply the configured nonlinearity.
+pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    match activation {
+        Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+    }
+}
+
+/// A linear layer whose parameters are created lazily (they are usually replaced by loaded
+/// weights before first use).
+pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_input, d_output)
+        .with_bias(bias)
+        .init(device)
+}
+
+/// A lazily initialised parameter drawn from `N(0, std²)`.
+pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
+    Initializer::Normal { mean: 0.0, std }.init(shape, device)
+}
+
+/// A LayerNorm with the given epsilon.
+pub fn layer_norm(d_model: usize, epsilon: f64, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d_model)
+        .with_epsilon(epsilon)
+        .init(device)
+}
+
+/// Visit a linear layer's parameters under the Hugging Face names `{prefix}.weight` (stored
+/// `[out, in]`) and `{prefix}.bias`.
+pub fn visit_linear<V: ParamVisitor>(v: &mut V, prefix: &str, linear: &mut Linear) -> Result<()> {
+    v.param(
+        &format!("{prefix}.weight"),
+        &mut linear.weight,
+        Layout::Transposed,
+    )?;
+    if let Some(bias) = linear.bias.as_mut() {
+        v.param(&format!("{prefix}.bias"), bias, Layout::AsIs)?;
+    }
+    Ok(())
+}
+
+/// Visit a LayerNorm's scale and shift under the names `{prefix}.weight` and `{prefix}.bias`.
+pub fn visit_layer_norm<V: ParamVisitor>(
+    v: &mut V,
+    prefix: &str,
+    norm: &mut LayerNorm,
+) -> Result<()> {
+    v.param(&format!("{prefix}.weight"), &mut norm.gamma, Layout::AsIs)?;
+    if let Some(beta) = norm.beta.as_mut() {
+        v.param(&format!("{prefix}.bias"), beta, Layout::AsIs)?;
+    }
+    Ok(())
+}
+
+/// Multi-head self-attention with biased query, key, value and output projections.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub num_heads: usize,
+}
+
+impl Attention {
+    pub fn new(hidden: usize, num_heads: usize, device: &Device) -> Self {
+        Self {
+            q_proj: linear(hidden, hidden, true, device),
+            k_proj: linear(hidden, hidden, true, device),
+            v_proj: linear(hidden, hidden, true, device),
+            out_proj: linear(hidden, hidden, true, device),
+            num_heads,
+        }
+    }
+
+    /// `x`: `[batch, seq, hidden]`. `mask`: `[batch, heads, seq, seq]`, true where a key must
+    /// be ignored. `causal`: each position sees only itself and earlier positions.
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
+        let [batch, seq, hidden] = x.dims();
+        let head_dim = hidden / self.num_heads;
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, seq, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
+        let context = attention(q, k, v, mask, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, hidden]);
+        self.out_proj.forward(context)
+    }
+
+    fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
+        visit_linear(v, &format!("{prefix}.q_proj"), &mut self.q_proj)?;
+        visit_linear(v, &format!("{prefix}.k_proj"), &mut self.k_proj)?;
+        visit_linear(v, &format!("{prefix}.v_proj"), &mut self.v_proj)?;
+        visit_linear(v, &format!("{prefix}.out_proj"), &mut self.out_proj)
+    }
+}
+
+/// The feed-forward block: `fc2(act(fc1(x)))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Mlp {
+    pub fn new(
+        hidden: usize,
+        intermediate: usize,
+        activation: Activation,
+        device: &Device,
+    ) -> Self {
+        Self {
+            fc1: linear(hidden, intermediate, true, device),
+            fc2: linear(intermediate, hidden, true, device),
+            activation,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2
+            .forward(activate(self.fc1.forward(x), self.activation))
+    }
+}
+
+/// Hyper-parameters of one transformer stack.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderShape {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+}
+
+/// A pre-LayerNorm transformer layer: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub layer_norm1: LayerNorm,
+    pub self_attn: Attention,
+    pub layer_norm2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl EncoderLayer {
+    pub fn new(shape: &EncoderShape, device: &Device) -> Self {
+        Self {
+            layer_norm1: layer_norm(shape.hidden, shape.layer_norm_eps, device),
+            self_attn: Attention::new(shape.hidden, shape.heads, device),
+            layer_norm2: layer_norm(shape.hidden, shape.layer_norm_eps, device),
+            mlp: Mlp::new(shape.hidden, shape.intermediate, shape.activation, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .self_attn
+                .forward(self.layer_norm1.forward(x), mask, causal);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+
+    fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
+        visit_layer_norm(v, &format!("{prefix}.layer_norm1"), &mut self.layer_norm1)?;
+        self.self_attn
+            .visit_params(v, &format!("{prefix}.self_attn"))?;
+        visit_layer_norm(v, &format!("{prefix}.layer_norm2"), &mut self.layer_norm2)?;
+        visit_linear(v, &format!("{prefix}.mlp.fc1"), &mut self.mlp.fc1)?;
+        visit_linear(v, &format!("{prefix}.mlp.fc2"), &mut self.mlp.fc2)
+    }
+}
+
+/// A stack of encoder layers.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub fn new(shape: &EncoderShape, device: &Device) -> Self {
+        Self {
+            layers: (0..shape.layers)
+                .map(|_| EncoderLayer::new(shape, device))
+                .collect(),
+        }
+    }
+
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        causal: bool,
+    ) -> Tensor<3> {
+        for layer in &self.layers {
+            x = layer.forward(x, mask.clone(), causal);
+        }
+        x
+    }
+
+    /// Visit every layer under `{prefix}.layers.{i}`.
+    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_params(v, &format!("{prefix}.layers.{i}"))?;
+        }
+        Ok(())
+    }
+}

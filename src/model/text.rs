@@ -1,0 +1,163 @@
+//! The causal text transformer and its pooling rule.
+
+use burn::module::{Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use super::layers::{layer_norm, normal, visit_layer_norm, Encoder, EncoderShape};
+use crate::config::TextConfig;
+use crate::error::{Error, Result};
+use crate::weights::{Layout, ParamVisitor};
+
+/// CLIP's text transformer (`CLIPTextTransformer` in `transformers`).
+#[derive(Module, Debug)]
+pub struct TextTransformer {
+    /// `[vocab_size, hidden]`.
+    pub token_embedding: Param<Tensor<2>>,
+    /// `[max_position_embeddings, hidden]`.
+    pub position_embedding: Param<Tensor<2>>,
+    pub encoder: Encoder,
+    pub final_layer_norm: LayerNorm,
+}
+
+/// A batch of token sequences, padded to the longest one, ready for the text tower.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// `[batch, seq]` token ids; padding positions hold `pad_token_id`.
+    pub ids: Tensor<2, Int>,
+    /// `[batch, heads, seq, seq]`, true at padding keys; `None` when nothing is padded.
+    pub padding_mask: Option<Tensor<4, Bool>>,
+    /// Flat index `b * seq + position` of the token each sequence is pooled at.
+    pub pool_index: Tensor<1, Int>,
+}
+
+impl TokenBatch {
+    /// Pad `sequences` into one batch. Each sequence must be non-empty and fit the context.
+    pub fn new(sequences: &[Vec<u32>], config: &TextConfig, device: &Device) -> Result<Self> {
+        if sequences.is_empty() {
+            return Err(Error::Input("no token sequences to encode".into()));
+        }
+        let seq = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        if let Some(i) = sequences.iter().position(Vec::is_empty) {
+            return Err(Error::Input(format!("token sequence {i} is empty")));
+        }
+        if seq > config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "a token sequence has {seq} tokens, more than max_position_embeddings ({})",
+                config.max_position_embeddings
+            )));
+        }
+        let batch = sequences.len();
+        let mut ids = Vec::with_capacity(batch * seq);
+        let mut pool = Vec::with_capacity(batch);
+        for (b, tokens) in sequences.iter().enumerate() {
+            if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
+                return Err(Error::Input(format!(
+                    "token id {bad} is outside the vocabulary of {} tokens",
+                    config.vocab_size
+                )));
+            }
+            ids.extend(tokens.iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(
+                config.pad_token_id as i64,
+                seq - tokens.len(),
+            ));
+            pool.push((b * seq + pool_position(tokens, config)) as i64);
+        }
+        let padded = sequences.iter().any(|s| s.len() < seq);
+        let padding_mask = padded.then(|| {
+            let heads = 1;
+            let mut mask = Vec::with_capacity(batch * heads * seq * seq);
+            for tokens in sequences {
+                for _query in 0..seq {
+                    mask.extend((0..seq).map(|key| key >= tokens.len()));
+                }
+            }
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, heads, seq, seq]), device)
+        });
+        Ok(Self {
+            ids: Tensor::from_data(TensorData::new(ids, [batch, seq]), device),
+            padding_mask,
+            pool_index: Tensor::from_data(TensorData::new(pool, [batch]), device),
+        })
+    }
+}
+
+/// Where `transformers` pools a sequence: at the highest id for old configs with
+/// `eos_token_id == 2`, else at the first `eos_token_id` (position 0 if there is none).
+pub fn pool_position(tokens: &[u32], config: &TextConfig) -> usize {
+    if config.pools_at_argmax() {
+        // First occurrence of the maximum, as torch.argmax returns.
+        let max = tokens.iter().copied().max().unwrap_or(0);
+        tokens.iter().position(|&t| t == max).unwrap_or(0)
+    } else {
+        tokens
+            .iter()
+            .position(|&t| t == config.eos_token_id)
+            .unwrap_or(0)
+    }
+}
+
+impl TextTransformer {
+    pub fn new(config: &TextConfig, device: &Device) -> Self {
+        let hidden = config.hidden_size;
+        let shape = EncoderShape {
+            hidden,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            layers: config.num_hidden_layers,
+            activation: config.hidden_act,
+            layer_norm_eps: config.layer_norm_eps,
+        };
+        Self {
+            token_embedding: normal([config.vocab_size, hidden], 0.02, device),
+            position_embedding: normal([config.max_position_embeddings, hidden], 0.01, device),
+            encoder: Encoder::new(&shape, device),
+            final_layer_norm: layer_norm(hidden, config.layer_norm_eps, device),
+        }
+    }
+
+    /// Pooled features `[batch, hidden]` of a token batch.
+    pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
+        let [size, seq] = batch.ids.dims();
+        let tokens = self
+            .token_embedding
+            .val()
+            .select(0, batch.ids.clone().reshape([size * seq]));
+        let hidden = tokens.dims()[1];
+        let positions = self.position_embedding.val().narrow(0, 0, seq);
+        let x = tokens.reshape([size, seq, hidden]) + positions.unsqueeze::<3>();
+        let mask = batch.padding_mask.clone().map(|m| {
+            let heads = self
+                .encoder
+                .layers
+                .first()
+                .map_or(1, |l| l.self_attn.num_heads);
+            m.expand([size, heads, seq, seq])
+        });
+        let x = self.encoder.forward(x, mask, true);
+        let x = self.final_layer_norm.forward(x);
+        x.reshape([size * seq, hidden])
+            .select(0, batch.pool_index.clone())
+    }
+
+    /// Visit every parameter under its Hugging Face name (`text_model.*`).
+    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
+        v.param(
+            &format!("{prefix}.embeddings.token_embedding.weight"),
+            &mut self.token_embedding,
+            Layout::AsIs,
+        )?;
+        v.param(
+            &format!("{prefix}.embeddings.position_embedding.weight"),
+            &mut self.position_embedding,
+            Layout::AsIs,
+        )?;
+        self.encoder.visit_params(v, &format!("{prefix}.encoder"))?;
+        visit_layer_norm(
+            v,
+            &format!("{prefix}.final_layer_norm"),
+            &mut self.final_layer_norm,
+        )
+    }
+}

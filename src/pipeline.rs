@@ -1,0 +1,425 @@
+//! The library's front door: [`Clip`] bundles a model, its tokenizer and its preprocessing on
+//! one device, and offers embeddings, classification and ranking. The command line and the
+//! wasm package are thin shells over it.
+//!
+//! Methods that read results back from the device are `async` (WebGPU can only read
+//! asynchronously); native callers use [`block_on`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::{ClipConfig, PreprocessConfig};
+use crate::error::{Error, Result};
+use crate::image::{preprocess, RgbImage};
+use crate::model::{ClipModel, TokenBatch};
+use crate::tasks::{self, LabelScore, RankHit};
+use crate::tokenizer::ClipTokenizer;
+use crate::weights::WeightLoader;
+
+/// Images are embedded this many at a time.
+const IMAGE_BATCH: usize = 16;
+/// Texts are embedded this many at a time (sorted by length, so padding stays small).
+const TEXT_BATCH: usize = 32;
+/// At most this many prompt embeddings are cached.
+const TEXT_CACHE_LIMIT: usize = 8192;
+
+/// Which compute backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (SIMD, multi-threaded natively).
+    Cpu,
+    /// burn's `wgpu` backend: WebGPU in the browser, Vulkan/Metal/DX12 natively.
+    Wgpu,
+}
+
+impl Backend {
+    /// Parse `cpu` or `wgpu` (`webgpu` is accepted too).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" | "webgpu" | "gpu" => Ok(Backend::Wgpu),
+            other => Err(Error::Input(format!(
+                "unknown device `{other}` (expected cpu or wgpu)"
+            ))),
+        }
+    }
+
+    /// Create the device (natively; the browser initialises WebGPU asynchronously).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Backend::Cpu => Ok(Device::flex()),
+            Backend::Wgpu => Device::wgpu_options()
+                .init()
+                .map_err(|e| Error::Backend(format!("no usable wgpu adapter: {e}"))),
+        }
+    }
+}
+
+/// Run a future to completion on the current thread (native callers of the async API).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
+/// The small files of a Hugging Face CLIP directory, as text.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'a> {
+    /// `config.json`.
+    pub config: &'a str,
+    /// `tokenizer.json`.
+    pub tokenizer: &'a [u8],
+    /// `preprocessor_config.json`, if the model has one.
+    pub preprocessor: Option<&'a str>,
+}
+
+/// The parsed small files of a model.
+pub struct ParsedFiles {
+    pub config: ClipConfig,
+    pub tokenizer: ClipTokenizer,
+    pub preprocess: PreprocessConfig,
+}
+
+impl ModelFiles<'_> {
+    /// Parse the config, tokenizer and preprocessing files.
+    pub fn parse(&self) -> Result<ParsedFiles> {
+        let config = ClipConfig::from_json(self.config)?;
+        let tokenizer =
+            ClipTokenizer::from_bytes(self.tokenizer, config.text.max_position_embeddings)?;
+        let preprocess = match self.preprocessor {
+            Some(text) => PreprocessConfig::from_json(text, config.vision.image_size)?,
+            None => PreprocessConfig::openai(config.vision.image_size),
+        };
+        Ok(ParsedFiles {
+            config,
+            tokenizer,
+            preprocess,
+        })
+    }
+}
+
+/// The small files of a model directory, read into memory.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct ModelDir {
+    pub dir: std::path::PathBuf,
+    pub config: String,
+    pub tokenizer: Vec<u8>,
+    pub preprocessor: Option<String>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelDir {
+    /// Read `config.json`, `tokenizer.json` and, if present, `preprocessor_config.json`.
+    pub fn read(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| Error::io(path, e))
+        };
+        let text = |name: &str| {
+            read(name).and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| Error::Config {
+                    file: "config",
+                    message: format!("{name} is not UTF-8 text"),
+                })
+            })
+        };
+        let preprocessor = match text("preprocessor_config.json") {
+            Ok(text) => Some(text),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            config: text("config.json")?,
+            tokenizer: read("tokenizer.json")?,
+            preprocessor,
+            dir,
+        })
+    }
+
+    /// The files as [`ModelFiles`].
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            config: &self.config,
+            tokenizer: &self.tokenizer,
+            preprocessor: self.preprocessor.as_deref(),
+        }
+    }
+}
+
+/// A model being loaded: the config is read and the weights arrive in chunks.
+pub struct ClipLoader {
+    config: ClipConfig,
+    tokenizer: ClipTokenizer,
+    preprocess: PreprocessConfig,
+    device: Device,
+    weights: WeightLoader,
+}
+
+impl ClipLoader {
+    /// Read the small files; `weights_len` is the size of `model.safetensors` when known.
+    pub fn new(files: ModelFiles<'_>, device: &Device, weights_len: Option<u64>) -> Result<Self> {
+        let ParsedFiles {
+            config,
+            tokenizer,
+            preprocess,
+        } = files.parse()?;
+        let model = ClipModel::new(&config, device);
+        Ok(Self {
+            weights: WeightLoader::new(model, device, weights_len),
+            config,
+            tokenizer,
+            preprocess,
+            device: device.clone(),
+        })
+    }
+
+    /// Add the next bytes of `model.safetensors`.
+    pub fn push_weights(&mut self, chunk: &[u8]) -> Result<()> {
+        self.weights.push(chunk)
+    }
+
+    /// Finish loading once every byte has been pushed.
+    pub async fn finish(self) -> Result<Clip> {
+        let model = self.weights.finish()?;
+        let logit_scale = read_values(model.logit_scale.val().reshape([1, 1])).await?[0];
+        Ok(Clip {
+            model,
+            config: self.config,
+            tokenizer: self.tokenizer,
+            preprocess: self.preprocess,
+            device: self.device,
+            logit_scale: logit_scale.exp(),
+            text_cache: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// A loaded CLIP model with its tokenizer and preprocessing.
+pub struct Clip {
+    model: ClipModel,
+    config: ClipConfig,
+    tokenizer: ClipTokenizer,
+    preprocess: PreprocessConfig,
+    device: Device,
+    /// `exp(logit_scale)`.
+    logit_scale: f32,
+    text_cache: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl Clip {
+    /// Load a Hugging Face CLIP directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`, optional `preprocessor_config.json`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        use std::io::Read;
+
+        let model_dir = ModelDir::read(dir)?;
+        let dir = &model_dir.dir;
+        let weights_path = dir.join("model.safetensors");
+        let mut file =
+            std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&weights_path, e))?
+            .len();
+        let mut loader = ClipLoader::new(model_dir.files(), device, Some(len))?;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut chunk)
+                .map_err(|e| Error::io(&weights_path, e))?;
+            if n == 0 {
+                break;
+            }
+            loader.push_weights(&chunk[..n])?;
+        }
+        block_on(loader.finish())
+    }
+
+    /// The model configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The preprocessing configuration.
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// The burn model.
+    pub fn model(&self) -> &ClipModel {
+        &self.model
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// `exp(logit_scale)`: the factor between cosine similarity and logits.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Preprocess an image into the model's input, `[3, height, width]`.
+    pub fn preprocess(&self, image: &RgbImage) -> (Vec<f32>, [usize; 3]) {
+        preprocess(image, &self.preprocess)
+    }
+
+    /// Normalized embeddings of images.
+    pub async fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(images.len());
+        for batch in images.chunks(IMAGE_BATCH) {
+            let mut pixels = Vec::new();
+            let mut shape = [0; 3];
+            for image in batch {
+                let (values, s) = self.preprocess(image);
+                shape = s;
+                pixels.extend(values);
+            }
+            out.extend(self.embed_pixels(pixels, batch.len(), shape).await?);
+        }
+        Ok(out)
+    }
+
+    /// Normalized embeddings of already preprocessed images: `pixels` holds `count` images of
+    /// `shape` (`[3, height, width]`) back to back.
+    pub async fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        count: usize,
+        shape: [usize; 3],
+    ) -> Result<Vec<Vec<f32>>> {
+        let v = &self.config.vision;
+        let expected = [v.num_channels, v.image_size, v.image_size];
+        if shape != expected || pixels.len() != count * shape.iter().product::<usize>() {
+            return Err(Error::Input(format!(
+                "pixel values must be {count} images of shape {expected:?}, got shape {shape:?} and {} values",
+                pixels.len()
+            )));
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let [c, h, w] = shape;
+        let input = Tensor::<4>::from_data(TensorData::new(pixels, [count, c, h, w]), &self.device);
+        read_rows(self.model.embed_images(input)).await
+    }
+
+    /// Normalized embeddings of texts; results are cached per text.
+    pub async fn embed_texts(&self, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Option<Vec<f32>>> = {
+            let cache = self.text_cache.lock().expect("cache lock");
+            texts
+                .iter()
+                .map(|t| cache.get(t.as_ref()).cloned())
+                .collect()
+        };
+        let todo: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+        if !todo.is_empty() {
+            let ids = todo
+                .iter()
+                .map(|&i| self.tokenizer.encode(texts[i].as_ref()))
+                .collect::<Result<Vec<_>>>()?;
+            let embeddings = self.embed_token_ids(&ids).await?;
+            let mut cache = self.text_cache.lock().expect("cache lock");
+            if cache.len() + todo.len() > TEXT_CACHE_LIMIT {
+                cache.clear();
+            }
+            for (&i, e) in todo.iter().zip(embeddings) {
+                cache.insert(texts[i].as_ref().to_string(), e.clone());
+                out[i] = Some(e);
+            }
+        }
+        Ok(out.into_iter().map(|e| e.expect("filled above")).collect())
+    }
+
+    /// Normalized embeddings of token id sequences (start and end tokens included).
+    pub async fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        // Batch texts of similar length together so little compute goes to padding.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); ids.len()];
+        for chunk in order.chunks(TEXT_BATCH) {
+            let sequences: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let batch = TokenBatch::new(&sequences, &self.config.text, &self.device)?;
+            let rows = read_rows(self.model.embed_texts(&batch)).await?;
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i] = row;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Embeddings of labels through prompt templates: one template, or an ensemble (each
+    /// prompt embedding normalized, averaged, renormalized).
+    pub async fn embed_labels(
+        &self,
+        labels: &[impl AsRef<str>],
+        templates: &[impl AsRef<str>],
+    ) -> Result<Vec<Vec<f32>>> {
+        tasks::check_labels(labels, templates)?;
+        let prompts: Vec<String> = labels
+            .iter()
+            .flat_map(|l| tasks::prompts(l.as_ref(), templates))
+            .collect();
+        let embeddings = self.embed_texts(&prompts).await?;
+        Ok(embeddings
+            .chunks(templates.len())
+            .map(tasks::ensemble)
+            .collect())
+    }
+
+    /// Zero-shot classification: softmax over `logit_scale * cos`, sorted best first.
+    pub async fn classify(
+        &self,
+        image: &RgbImage,
+        labels: &[impl AsRef<str>],
+        templates: &[impl AsRef<str>],
+    ) -> Result<Vec<LabelScore>> {
+        let label_embeddings = self.embed_labels(labels, templates).await?;
+        let image_embedding = self.embed_images(std::slice::from_ref(image)).await?;
+        Ok(tasks::classify_scores(
+            &image_embedding[0],
+            labels,
+            &label_embeddings,
+            self.logit_scale,
+        ))
+    }
+
+    /// Rank a gallery of image embeddings by similarity to a text query, best first.
+    pub async fn rank_text(
+        &self,
+        query: &str,
+        gallery: &[Vec<f32>],
+        topk: usize,
+    ) -> Result<Vec<RankHit>> {
+        let query = self.embed_texts(&[query]).await?;
+        tasks::rank(&query[0], gallery, topk)
+    }
+}
+
+/// Read a `[rows, cols]` tensor back as rows.
+async fn read_rows(tensor: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, cols] = tensor.dims();
+    let values = read_values(tensor).await?;
+    Ok(values.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+async fn read_values(tensor: Tensor<2>) -> Result<Vec<f32>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("reading results: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("reading results: {e:?}")))
+}

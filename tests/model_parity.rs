@@ -1,0 +1,112 @@
+//! The burn model against `transformers` on the committed tiny checkpoints: text and image
+//! embeddings and logits, on the CPU backend and (where an adapter exists) on wgpu.
+
+mod common;
+
+use common::*;
+use webclip::{block_on, Backend, Clip};
+
+const MODELS: [&str; 4] = [
+    "tiny-quickgelu",
+    "tiny-gelu",
+    "tiny-gelu-fp16",
+    "tiny-quickgelu-bf16",
+];
+
+fn check_model(name: &str, clip: &Clip, tol: f32) {
+    let reference = read_json(model_dir(name).join("reference.json"));
+    let input_ids = ids(&reference["input_ids"]);
+    let text_reference = rows(&reference["text_embeds"]);
+
+    // One padded batch, and each text alone: both must match the unpadded reference.
+    let batched = block_on(clip.embed_token_ids(&input_ids)).unwrap();
+    assert_embeddings_close(
+        &format!("{name} text (batched)"),
+        &batched,
+        &text_reference,
+        tol,
+    );
+    for (i, ids) in input_ids.iter().enumerate() {
+        let alone = block_on(clip.embed_token_ids(std::slice::from_ref(ids))).unwrap();
+        assert_embeddings_close(
+            &format!("{name} text {i} (alone)"),
+            &alone,
+            &text_reference[i..=i],
+            tol,
+        );
+    }
+
+    let shape: Vec<usize> = reference["pixel_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let pixels = floats(&reference["pixel_values"]);
+    let images =
+        block_on(clip.embed_pixels(pixels, shape[0], [shape[1], shape[2], shape[3]])).unwrap();
+    assert_embeddings_close(
+        &format!("{name} image"),
+        &images,
+        &rows(&reference["image_embeds"]),
+        tol,
+    );
+
+    let scale = reference["logit_scale"].as_f64().unwrap() as f32;
+    assert!(
+        (clip.logit_scale() - scale.exp()).abs() <= 1e-4 * scale.exp(),
+        "{name} logit_scale"
+    );
+    for (i, row) in rows(&reference["logits_per_image"]).iter().enumerate() {
+        let ours: Vec<f32> = text_reference
+            .iter()
+            .map(|t| clip.logit_scale() * webclip::tasks::dot(&images[i], t))
+            .collect();
+        let diff = max_abs_diff(&ours, row);
+        assert!(
+            diff <= 1e-3 * scale.exp(),
+            "{name} logits row {i}: diff {diff}"
+        );
+    }
+}
+
+#[test]
+fn cpu_matches_transformers() {
+    let device = Backend::Cpu.device().unwrap();
+    for name in MODELS {
+        let clip = Clip::load_dir(model_dir(name), &device).unwrap();
+        check_model(name, &clip, 1e-4);
+    }
+}
+
+#[test]
+fn wgpu_matches_transformers_where_available() {
+    let device = match Backend::Wgpu.device() {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("skipping wgpu parity: {e}");
+            return;
+        }
+    };
+    for name in MODELS {
+        let clip = Clip::load_dir(model_dir(name), &device).unwrap();
+        check_model(name, &clip, 1e-4);
+    }
+}
+
+#[test]
+fn text_results_do_not_depend_on_batching() {
+    let device = Backend::Cpu.device().unwrap();
+    let clip = Clip::load_dir(model_dir("tiny-gelu"), &device).unwrap();
+    let texts = [
+        "a cat",
+        "a much longer description of a small red triangle",
+        "x",
+    ];
+    let together = block_on(clip.embed_texts(&texts)).unwrap();
+    let fresh = Clip::load_dir(model_dir("tiny-gelu"), &device).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = block_on(fresh.embed_texts(&[text])).unwrap();
+        assert!(max_abs_diff(&alone[0], &together[i]) < 1e-5, "text {i}");
+    }
+}
