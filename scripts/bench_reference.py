@@ -40,6 +40,19 @@ def base_patch32_config():
     )
 
 
+class Tower(torch.nn.Module):
+    """One tower of a CLIPModel with its projection, as a module ONNX can export."""
+
+    def __init__(self, model, kind):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, x):
+        if self.kind == "image":
+            return self.model.get_image_features(pixel_values=x)
+        return self.model.get_text_features(input_ids=x)
+
+
 def median_ms(fn, runs, warmup=2):
     for _ in range(warmup):
         fn()
@@ -101,17 +114,10 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             for kind in ("image", "text"):
                 path = os.path.join(tmp, f"{kind}.onnx")
-                if kind == "image":
-                    wrapper = lambda x: model.get_image_features(pixel_values=x)  # noqa: E731
-                else:
-                    wrapper = lambda x: model.get_text_features(input_ids=x)  # noqa: E731
-
-                class Wrap(torch.nn.Module):
-                    def forward(self, x):
-                        return wrapper(x)
-
-                torch.onnx.export(Wrap(), (inputs(config, 1, kind),), path, dynamo=False, opset_version=17,
-                                  input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+                with torch.no_grad():
+                    torch.onnx.export(Tower(model, kind), (inputs(config, 1, kind),), path, dynamo=False,
+                                      opset_version=17, input_names=["x"], output_names=["y"],
+                                      dynamic_axes={"x": {0: "batch"}})
                 session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
                 for batch in (1, 8):
                     x = inputs(config, batch, kind).numpy()
