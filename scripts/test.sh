@@ -19,5 +19,21 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/webclip-runtime-$(id -u)}"
 mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 
+# Debian's Chromium for the browser tests (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "== installing Debian's chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ]; then
+  echo "== npm install"
+  npm install --no-audit --no-fund
+fi
+
 echo "== cargo test (release: burn is slow unoptimized)"
 cargo test --release --all-targets
+
+echo "== npm package (wasm) build"
+bash scripts/build-wasm.sh
+
+echo "== node --test (the package in Node and in headless Chromium)"
+node --test --test-concurrency=1 tests/js/

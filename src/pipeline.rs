@@ -269,6 +269,17 @@ impl Clip {
         self.logit_scale
     }
 
+    /// Run one tiny image and text through the model so that a GPU backend compiles its
+    /// kernels now rather than on the first real call.
+    pub async fn warm_up(&self) -> Result<()> {
+        let v = &self.config.vision;
+        let shape = [v.num_channels, v.image_size, v.image_size];
+        self.embed_pixels(vec![0.0; shape.iter().product()], 1, shape)
+            .await?;
+        self.embed_token_ids(&[vec![0, 0]]).await?;
+        Ok(())
+    }
+
     /// Preprocess an image into the model's input, `[3, height, width]`.
     pub fn preprocess(&self, image: &RgbImage) -> (Vec<f32>, [usize; 3]) {
         preprocess(image, &self.preprocess)

@@ -40,9 +40,21 @@ fn tensors(bytes: &[u8]) -> Tensors {
         .collect()
 }
 
+/// Load `weights` pushed in chunks, the transport announcing the true length.
 fn load(dir: &ModelDir, weights: &[u8], chunk: usize) -> Result<Clip, Error> {
+    load_announced(dir, weights, chunk, Some(weights.len() as u64))
+}
+
+/// Load `weights`, the transport announcing `announced` bytes (a download that stops early
+/// announces more than arrives; `None` when no length is known).
+fn load_announced(
+    dir: &ModelDir,
+    weights: &[u8],
+    chunk: usize,
+    announced: Option<u64>,
+) -> Result<Clip, Error> {
     let device = Backend::Cpu.device()?;
-    let mut loader = ClipLoader::new(dir.files(), &device, None)?;
+    let mut loader = ClipLoader::new(dir.files(), &device, announced)?;
     for part in weights.chunks(chunk.max(1)) {
         loader.push_weights(part)?;
     }
@@ -63,11 +75,20 @@ fn streaming_in_small_chunks_gives_the_same_model() {
 #[test]
 fn truncated_file_is_e_truncated() {
     let (dir, bytes) = original();
-    let err = load(&dir, &bytes[..bytes.len() - 100], 4096).err().unwrap();
-    assert!(matches!(err, Error::Truncated { .. }), "{err}");
-    assert_eq!(err.code(), "E_TRUNCATED");
-    // Cut inside the header too.
-    let err = load(&dir, &bytes[..20], 4096).err().unwrap();
+    let full = Some(bytes.len() as u64);
+    // The download stops early: fewer bytes arrive than announced, or than the header promises.
+    for announced in [full, None] {
+        let err = load_announced(&dir, &bytes[..bytes.len() - 100], 4096, announced)
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
+        assert_eq!(err.code(), "E_TRUNCATED");
+        let err = load_announced(&dir, &bytes[..20], 4096, announced).err().unwrap();
+        assert_eq!(err.code(), "E_TRUNCATED", "cut inside the header: {err}");
+    }
+    // A complete file that is simply shorter than its header promises.
+    let short = &bytes[..bytes.len() - 100];
+    let err = load(&dir, short, 4096).err().unwrap();
     assert_eq!(err.code(), "E_TRUNCATED", "{err}");
 }
 

@@ -1,0 +1,219 @@
+//! The wasm-bindgen surface: a thin shell over [`crate::pipeline`]. The JS wrapper in
+//! `pkg-template/index.js` fetches files, reads image sources into RGBA and calls these.
+
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use js_sys::{Array, Float32Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::Error;
+use crate::image::RgbImage;
+use crate::pipeline::{Clip, ClipLoader, ModelFiles};
+
+/// A JS `Error` carrying the webclip error code in `code`.
+fn js_error(e: Error) -> JsValue {
+    let error = js_sys::Error::new(&e.to_string());
+    error.set_name("WebclipError");
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code().into());
+    error.into()
+}
+
+/// Create the compute device: `"webgpu"` (fails if no adapter) or `"cpu"`.
+async fn create_device(kind: &str) -> Result<Device, Error> {
+    match kind {
+        "cpu" => Ok(Device::flex()),
+        "webgpu" => Device::wgpu_options()
+            .init_async()
+            .await
+            .map_err(|e| Error::Backend(format!("WebGPU is unavailable: {e}"))),
+        other => Err(Error::Input(format!(
+            "unknown device `{other}` (expected webgpu or cpu)"
+        ))),
+    }
+}
+
+/// A model being loaded: small files first, then the weights in chunks.
+#[wasm_bindgen]
+pub struct Loader {
+    inner: ClipLoader,
+    device: String,
+}
+
+#[wasm_bindgen]
+impl Loader {
+    /// Start loading on `device` (`"webgpu"` or `"cpu"`). `weights_len` is the size of
+    /// `model.safetensors` if known.
+    pub async fn create(
+        device: String,
+        config: String,
+        tokenizer: Vec<u8>,
+        preprocessor: Option<String>,
+        weights_len: Option<f64>,
+    ) -> Result<Loader, JsValue> {
+        let burn_device = create_device(&device).await.map_err(js_error)?;
+        let files = ModelFiles {
+            config: &config,
+            tokenizer: &tokenizer,
+            preprocessor: preprocessor.as_deref(),
+        };
+        let inner = ClipLoader::new(files, &burn_device, weights_len.map(|n| n as u64))
+            .map_err(js_error)?;
+        Ok(Loader { inner, device })
+    }
+
+    /// Add the next bytes of `model.safetensors`.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        self.inner.push_weights(chunk).map_err(js_error)
+    }
+
+    /// Finish loading and warm the model up (shaders compile here, not on the first call).
+    pub async fn finish(self) -> Result<WasmClip, JsValue> {
+        let clip = self.inner.finish().await.map_err(js_error)?;
+        clip.warm_up().await.map_err(js_error)?;
+        Ok(WasmClip {
+            clip: Rc::new(clip),
+            device: self.device,
+        })
+    }
+}
+
+/// Images gathered for one call (RGBA buffers or encoded PNG/JPEG bytes).
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct ImageBatch {
+    images: Vec<RgbImage>,
+}
+
+#[wasm_bindgen]
+impl ImageBatch {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> ImageBatch {
+        ImageBatch::default()
+    }
+
+    /// Add RGBA pixels (what a canvas or `ImageData` holds); alpha is dropped.
+    #[wasm_bindgen(js_name = pushRgba)]
+    pub fn push_rgba(&mut self, data: &[u8], width: u32, height: u32) -> Result<(), JsValue> {
+        let image = RgbImage::from_rgba(width as usize, height as usize, data).map_err(js_error)?;
+        self.images.push(image);
+        Ok(())
+    }
+
+    /// Add an encoded PNG or JPEG image.
+    #[wasm_bindgen(js_name = pushEncoded)]
+    pub fn push_encoded(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        self.images.push(RgbImage::decode(bytes).map_err(js_error)?);
+        Ok(())
+    }
+
+    /// Number of images.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.images.len()
+    }
+}
+
+fn to_js_rows(rows: Vec<Vec<f32>>) -> JsValue {
+    rows.iter()
+        .map(|r| Float32Array::from(r.as_slice()))
+        .collect::<Array>()
+        .into()
+}
+
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    serde_wasm_bindgen::to_value(value).map_err(|e| js_error(Error::Backend(e.to_string())))
+}
+
+/// A loaded model.
+#[wasm_bindgen]
+pub struct WasmClip {
+    clip: Rc<Clip>,
+    device: String,
+}
+
+#[wasm_bindgen]
+impl WasmClip {
+    /// The device in use: `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    /// Size of the shared embedding space.
+    #[wasm_bindgen(getter, js_name = embeddingDim)]
+    pub fn embedding_dim(&self) -> usize {
+        self.clip.config().projection_dim
+    }
+
+    /// Normalized image embeddings (`Float32Array[]`).
+    #[wasm_bindgen(js_name = embedImages)]
+    pub fn embed_images(&self, batch: ImageBatch) -> Promise {
+        let clip = self.clip.clone();
+        future_to_promise(async move {
+            let rows = clip.embed_images(&batch.images).await.map_err(js_error)?;
+            Ok(to_js_rows(rows))
+        })
+    }
+
+    /// Normalized text embeddings (`Float32Array[]`).
+    #[wasm_bindgen(js_name = embedTexts)]
+    pub fn embed_texts(&self, texts: Vec<String>) -> Promise {
+        let clip = self.clip.clone();
+        future_to_promise(async move {
+            let rows = clip.embed_texts(&texts).await.map_err(js_error)?;
+            Ok(to_js_rows(rows))
+        })
+    }
+
+    /// Token ids of a text (start and end tokens included, no padding).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.clip.tokenizer().encode(text).map_err(js_error)
+    }
+
+    /// Zero-shot classification of the batch's one image: `[{label, score}]`, best first.
+    pub fn classify(
+        &self,
+        batch: ImageBatch,
+        labels: Vec<String>,
+        templates: Vec<String>,
+    ) -> Promise {
+        let clip = self.clip.clone();
+        future_to_promise(async move {
+            let [image] = &batch.images[..] else {
+                return Err(js_error(Error::Input(format!(
+                    "classify takes one image, got {}",
+                    batch.images.len()
+                ))));
+            };
+            let scores = clip
+                .classify(image, &labels, &templates)
+                .await
+                .map_err(js_error)?;
+            to_js(&scores)
+        })
+    }
+
+    /// Rank a gallery (`count` embeddings of `embeddingDim` floats, back to back) by a text
+    /// query: `[{index, score}]`, best first.
+    #[wasm_bindgen(js_name = rankText)]
+    pub fn rank_text(&self, query: String, gallery: Vec<f32>, topk: usize) -> Promise {
+        let clip = self.clip.clone();
+        future_to_promise(async move {
+            let dim = clip.config().projection_dim;
+            if !gallery.len().is_multiple_of(dim) {
+                return Err(js_error(Error::Input(format!(
+                    "the gallery has {} floats, not a multiple of the embedding size {dim}",
+                    gallery.len()
+                ))));
+            }
+            let rows: Vec<Vec<f32>> = gallery.chunks(dim).map(<[f32]>::to_vec).collect();
+            let hits = clip
+                .rank_text(&query, &rows, topk)
+                .await
+                .map_err(js_error)?;
+            to_js(&hits)
+        })
+    }
+}

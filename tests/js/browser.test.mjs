@@ -1,0 +1,149 @@
+// The npm package in headless Chromium (Debian's, driven by playwright-core), pages served on
+// 127.0.0.1: WebGPU (SwiftShader) and CPU, streaming with progress, the cache, and errors.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './browser/server.mjs';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const MODEL = '/tests/fixtures/models/tiny-gelu/';
+const reference = JSON.parse(await readFile(join(root, MODEL, 'reference.json'), 'utf8'));
+const weightsSize = (await readFile(join(root, MODEL, 'model.safetensors'))).length;
+
+let server;
+const browsers = [];
+
+async function openPage({ webgpu }) {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'webclip-chromium-'));
+  const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--disable-quic'];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROME_PATH || '/usr/bin/chromium',
+    headless: true,
+    args,
+  });
+  browsers.push({ context, userDataDir });
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(`${server.url}/tests/js/browser/index.html`);
+  await page.waitForFunction(() => window.ready === true);
+  return page;
+}
+
+/** Load the model in the page and return what the test needs, or the error's code. */
+function load(page, base, options) {
+  return page.evaluate(async ({ base, options, texts }) => {
+    const events = [];
+    try {
+      const clip = await window.webclip.Clip.fromPretrained(base, { ...options, onProgress: (e) => events.push(e) });
+      const embeds = await clip.embedTexts(texts);
+      const result = { device: clip.device, events, texts: embeds.map((e) => Array.from(e)) };
+      window.clip = clip;
+      return result;
+    } catch (e) {
+      return { error: e.code ?? String(e), message: e.message, events };
+    }
+  }, { base, options, texts: reference.texts });
+}
+
+function maxAbsDiff(a, b) {
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+}
+
+function checkTexts(result, tolerance) {
+  assert.equal(result.error, undefined, result.message);
+  result.texts.forEach((t, i) => {
+    const diff = maxAbsDiff(t, reference.text_embeds[i]);
+    assert.ok(diff <= tolerance, `text ${i}: max abs diff ${diff} > ${tolerance}`);
+  });
+}
+
+before(async () => {
+  server = await startServer(root);
+});
+
+after(async () => {
+  for (const { context, userDataDir } of browsers) {
+    await context.close().catch(() => {});
+    await rm(userDataDir, { recursive: true, force: true });
+  }
+  await server?.close();
+});
+
+test('without WebGPU: auto picks the CPU, matches the reference, streams with progress, caches', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const first = await load(page, server.url + MODEL, { device: 'auto' });
+  assert.equal(first.device, 'cpu');
+  checkTexts(first, 1e-4);
+
+  const weights = first.events.filter((e) => e.file === 'model.safetensors');
+  assert.ok(weights.length >= 1);
+  weights.forEach((e, i) => i && assert.ok(e.loaded >= weights[i - 1].loaded, 'progress is monotonic'));
+  assert.equal(weights.at(-1).loaded, weightsSize);
+  assert.equal(weights.at(-1).total, weightsSize);
+
+  const requests = server.count(MODEL + 'model.safetensors');
+  const second = await load(page, server.url + MODEL, { device: 'auto' });
+  checkTexts(second, 1e-4);
+  assert.equal(server.count(MODEL + 'model.safetensors'), requests, 'the second load reads the cache');
+
+  // Images: a canvas and the same pixels as ImageData classify identically.
+  const same = await page.evaluate(async () => {
+    const canvas = Object.assign(document.createElement('canvas'), { width: 40, height: 30 });
+    const g = canvas.getContext('2d');
+    g.fillStyle = '#c33'; g.fillRect(0, 0, 40, 30); g.fillStyle = '#39f'; g.fillRect(10, 5, 15, 20);
+    const labels = ['red', 'blue', 'green'];
+    const a = await window.clip.classify(canvas, labels);
+    const b = await window.clip.classify(g.getImageData(0, 0, 40, 30), labels);
+    return { a, b };
+  });
+  assert.deepEqual(same.a, same.b);
+
+  const errors = await page.evaluate(async () => {
+    const code = (p) => p.then(() => 'ok', (e) => e.code);
+    const empty = document.createElement('canvas');
+    empty.width = 0;
+    return {
+      labels: await code(window.clip.classify(new ImageData(4, 4), [])),
+      zero: await code(window.clip.embedImages([empty])),
+    };
+  });
+  assert.deepEqual(errors, { labels: 'E_INPUT', zero: 'E_INPUT' });
+});
+
+test('broken downloads: truncated, cut off and missing files', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const truncated = await load(page, `${server.url}/broken/truncated/`, { device: 'cpu' });
+  assert.equal(truncated.error, 'E_TRUNCATED', truncated.message);
+  const cached = await page.evaluate(async (url) => !!(await (await caches.open('webclip-v1')).match(url)),
+    `${server.url}/broken/truncated/model.safetensors`);
+  assert.equal(cached, false, 'a truncated file is never cached');
+
+  const cutoff = await load(page, `${server.url}/broken/cutoff/`, { device: 'cpu' });
+  assert.equal(cutoff.error, 'E_TRUNCATED', cutoff.message);
+
+  const missing = await load(page, `${server.url}/broken/missing/`, { device: 'cpu' });
+  assert.equal(missing.error, 'E_FETCH', missing.message);
+});
+
+test('with WebGPU (SwiftShader): matches the reference within 1e-3', { timeout: 300_000 }, async () => {
+  const page = await openPage({ webgpu: true });
+  const hasAdapter = await page.evaluate(async () => !!(navigator.gpu && await navigator.gpu.requestAdapter()));
+  assert.ok(hasAdapter, 'Chromium with --enable-unsafe-webgpu offers an adapter here');
+  const result = await load(page, server.url + MODEL, { device: 'webgpu' });
+  assert.equal(result.device, 'webgpu', result.message);
+  checkTexts(result, 1e-3);
+  const images = await page.evaluate(async (files) => {
+    const blobs = await Promise.all(files.map((f) => fetch(`/tests/fixtures/images/${f}`).then((r) => r.blob())));
+    return (await window.clip.embedImages(blobs)).map((e) => Array.from(e));
+  }, reference.images);
+  images.forEach((e, i) => {
+    const diff = maxAbsDiff(e, reference.image_embeds[i]);
+    assert.ok(diff <= 1e-3, `image ${i}: max abs diff ${diff}`);
+  });
+});
