@@ -6,8 +6,8 @@ Run from the repository root (no network needed, nothing is downloaded):
     python3 scripts/make_fixtures.py
 
 Everything lives under ``tests/fixtures/``.  The directories this script owns
-(``tokenizer/``, ``models/``, ``images/``, ``preprocess/``) and ``README.md`` are
-deleted and regenerated on every run; anything else under tests/fixtures/ is
+(``tokenizer/``, ``models/``, ``images/``, ``preprocess/``, ``loss/``) and ``README.md``
+are deleted and regenerated on every run; anything else under tests/fixtures/ is
 left alone.
 
 What it produces (see the README it writes for the file-by-file description):
@@ -23,6 +23,8 @@ C. ``models/<name>/reference.json``  text/image embeddings and logits computed b
    transformers in fp32.
 D. ``images/*.png`` small synthetic PNGs and ``preprocess/`` the OpenAI CLIP
    (PIL-based) preprocessing of them as raw little-endian float32 tensors.
+F. ``loss/cases.json``  open_clip's contrastive loss (``open_clip.loss.ClipLoss``) and
+   its gradients w.r.t. the normalised features and the raw logit scale, in float64.
 
 Everything is deterministic: fixed seeds, single-threaded torch, and images
 generated from numpy's seeded PCG64 generator.
@@ -68,7 +70,8 @@ TOK_DIR = FIX / "tokenizer"
 MODELS_DIR = FIX / "models"
 IMG_DIR = FIX / "images"
 PRE_DIR = FIX / "preprocess"
-OWNED = [TOK_DIR, MODELS_DIR, IMG_DIR, PRE_DIR, FIX / "README.md"]
+LOSS_DIR = FIX / "loss"
+OWNED = [TOK_DIR, MODELS_DIR, IMG_DIR, PRE_DIR, LOSS_DIR, FIX / "README.md"]
 
 CONTEXT_LENGTH = 77
 SOT, EOT = 49406, 49407
@@ -771,6 +774,170 @@ def make_models(tok: CLIPTokenizer) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# F. contrastive loss (open_clip.loss.ClipLoss) + gradients, float64
+# --------------------------------------------------------------------------------------
+
+
+def rnd10(x: float) -> float:
+    """Round to 10 significant digits (the loss fixtures' precision)."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"non-finite value {x}")
+    return float(f"{x:.10g}") if x != 0.0 else 0.0
+
+
+def rnd10_list(a) -> list:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().double().tolist()
+    elif isinstance(a, np.ndarray):
+        a = a.astype(np.float64).tolist()
+    if isinstance(a, list):
+        return [rnd10_list(v) for v in a]
+    return rnd10(a)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _loss_case_inputs(rng: np.random.Generator, n: int, d: int, kind: str):
+    """(image_features, text_features) as float64 arrays, L2-normalised rows.
+
+    "paired": text row i = normalize(image row i + noise) (noise norm ~1.5, cosine ~0.55),
+    so matching pairs tend to be the most similar ones but the loss is far from saturated
+    (a partially trained-looking batch).
+    "random": independent random directions (an untrained batch: large loss).
+    "near_identical": every row = one shared direction + 1e-3 noise (hard negatives:
+    all logits almost equal, loss close to ln(n)).
+    """
+    if kind == "paired":
+        img = _unit_rows(rng.standard_normal((n, d)))
+        txt = _unit_rows(img + 1.5 * rng.standard_normal((n, d)) / math.sqrt(d))
+    elif kind == "random":
+        img = _unit_rows(rng.standard_normal((n, d)))
+        txt = _unit_rows(rng.standard_normal((n, d)))
+    elif kind == "near_identical":
+        base = rng.standard_normal(d)
+        img = _unit_rows(base[None, :] + 1e-3 * rng.standard_normal((n, d)))
+        txt = _unit_rows(base[None, :] + 1e-3 * rng.standard_normal((n, d)))
+    else:
+        raise ValueError(kind)
+    return img, txt
+
+
+LOSS_CASES = [
+    # name, batch, dim, kind, raw logit_scale s (ClipLoss gets exp(s)), seed
+    ("batch1_dim4", 1, 4, "paired", math.log(1 / 0.07), 101),
+    ("batch2_dim3_s0", 2, 3, "paired", 0.0, 102),
+    ("batch4_dim8_s2.9", 4, 8, "paired", 2.9, 103),
+    ("batch8_dim16_init", 8, 16, "paired", math.log(1 / 0.07), 104),
+    ("batch8_dim16_clamp100", 8, 16, "paired", math.log(100.0), 105),
+    ("batch6_dim8_near_identical", 6, 8, "near_identical", math.log(100.0), 106),
+    ("batch32_dim12_random", 32, 12, "random", math.log(1 / 0.07), 107),
+]
+
+
+def _manual_clip_loss(img: torch.Tensor, txt: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE written out by hand: (CE(L, arange) + CE(L^T, arange)) / 2."""
+    logits = s.exp() * img @ txt.T
+    diag = logits.diagonal()  # the target logits (labels = arange(n))
+    ce_rows = (torch.logsumexp(logits, dim=1) - diag).mean()  # CE(L, arange)
+    ce_cols = (torch.logsumexp(logits, dim=0) - diag).mean()  # CE(L.T, arange)
+    return (ce_rows + ce_cols) / 2
+
+
+def _analytic_grads(img: torch.Tensor, txt: torch.Tensor, s: torch.Tensor):
+    """Closed-form gradients of the symmetric InfoNCE, to cross-check autograd.
+    G = dloss/dlogits = (softmax_rows(L) - I + softmax_cols(L) - I) / (2n)."""
+    n = img.shape[0]
+    scale = s.exp()
+    logits = scale * img @ txt.T
+    eye = torch.eye(n, dtype=img.dtype)
+    g = (torch.softmax(logits, dim=1) - eye + torch.softmax(logits, dim=0) - eye) / (2 * n)
+    return scale * g @ txt, scale * g.T @ img, (g * logits).sum()
+
+
+def make_loss_cases() -> dict:
+    from open_clip.loss import ClipLoss
+
+    cases = []
+    for name, n, d, kind, s_raw, seed in LOSS_CASES:
+        rng = np.random.default_rng(seed)
+        img_np, txt_np = _loss_case_inputs(rng, n, d, kind)
+        # The rounded values ARE the inputs: everything below is computed from exactly the
+        # numbers that end up in the JSON.
+        img_in = torch.tensor(rnd10_list(img_np), dtype=torch.float64)
+        txt_in = torch.tensor(rnd10_list(txt_np), dtype=torch.float64)
+        s_in = rnd10(s_raw)
+        for x in (img_in, txt_in):
+            assert x.shape == (n, d)
+            assert float((x.norm(dim=-1) - 1).abs().max()) < 1e-9
+
+        img = img_in.clone().requires_grad_(True)
+        txt = txt_in.clone().requires_grad_(True)
+        s = torch.tensor(s_in, dtype=torch.float64, requires_grad=True)
+        loss = ClipLoss()(img, txt, s.exp())  # single process: world_size=1, no local loss
+        assert loss.dtype == torch.float64
+        loss.backward()
+        g_img, g_txt, g_s = img.grad.clone(), txt.grad.clone(), s.grad.clone()
+
+        # Cross-checks: hand-written loss (value + autograd) and closed-form gradients.
+        img2, txt2 = img_in.clone().requires_grad_(True), txt_in.clone().requires_grad_(True)
+        s2 = torch.tensor(s_in, dtype=torch.float64, requires_grad=True)
+        manual = _manual_clip_loss(img2, txt2, s2)
+        assert abs(float(manual) - float(loss)) < 1e-12, (name, float(manual), float(loss))
+        manual.backward()
+        with torch.no_grad():
+            a_img, a_txt, a_s = _analytic_grads(img_in, txt_in, torch.tensor(s_in, dtype=torch.float64))
+        for ref, other in ((g_img, img2.grad), (g_txt, txt2.grad), (g_s, s2.grad),
+                           (g_img, a_img), (g_txt, a_txt), (g_s, a_s)):
+            assert float((ref - other).abs().max()) < 1e-12, name
+        if n == 1:  # a single pair: both softmaxes are exactly 1, loss and gradients 0
+            assert float(loss) == 0.0 and not g_img.any() and not g_txt.any() and float(g_s) == 0.0
+        else:
+            assert float(loss) > 0.0 and g_img.abs().max() > 1e-6 and abs(float(g_s)) > 1e-9, name
+
+        cases.append({
+            "name": name,
+            "batch": n,
+            "dim": d,
+            "image_features": rnd10_list(img_in),
+            "text_features": rnd10_list(txt_in),
+            "logit_scale": s_in,
+            "loss": rnd10(loss),
+            "grad_image_features": rnd10_list(g_img),
+            "grad_text_features": rnd10_list(g_txt),
+            "grad_logit_scale": rnd10(g_s),
+        })
+        print(f"  {name}: loss={float(loss):.10g} dloss/ds={float(g_s):.10g}")
+
+    meta = {
+        "note": (
+            "Reference values of open_clip's contrastive loss, open_clip.loss.ClipLoss() "
+            f"(open_clip_torch {open_clip.__version__}; single process: world_size=1, no "
+            "local_loss / gather), computed in float64. loss = (CE(logits, arange(n)) + "
+            "CE(logits.T, arange(n))) / 2 with logits = exp(logit_scale) * image_features @ "
+            "text_features.T (image rows vs text columns; mean-reduced cross entropy); asserted "
+            "equal to this formula written out by hand to 1e-12. logit_scale is the raw "
+            "log-parameter s (ClipLoss receives exp(s)); 2.659260037 = ln(1/0.07) (CLIP's init), "
+            "4.605170186 = ln(100) (open_clip's clamp; exp of the rounded value is 100 to ~1e-9 "
+            "relative). image_features / text_features [batch, dim] are L2-normalised rows "
+            "(to ~1e-10, after rounding) and are the exact inputs: grad_image_features / "
+            "grad_text_features are d(loss)/d(those matrices) as leaf tensors (no "
+            "re-normalisation inside the loss), grad_logit_scale = d(loss)/ds. Gradients from "
+            "torch autograd, cross-checked against autograd of the hand-written loss and the "
+            "closed form G = (softmax_rows(L) - I + softmax_cols(L) - I) / (2n), dimg = "
+            "exp(s) G @ txt, dtxt = exp(s) G.T @ img, ds = sum(G * L) (all to 1e-12). Every "
+            "float (inputs included) is rounded to 10 significant digits, and all outputs are "
+            "computed from the rounded inputs. batch 1: loss and gradients are exactly 0."
+        ),
+        "cases": cases,
+    }
+    write_json(LOSS_DIR / "cases.json", meta, indent=1)
+    return meta
+
+
+# --------------------------------------------------------------------------------------
 # E. README
 # --------------------------------------------------------------------------------------
 
@@ -853,14 +1020,33 @@ Each directory holds `config.json`, `model.safetensors`, `preprocessor_config.js
 All reference numbers are computed in fp32 (`from_pretrained(dir, dtype=float32)`, so the fp16/bf16
 checkpoints are upcast exactly as the Rust loader does), eager attention, one thread. Floats are
 rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
+
+## loss/
+
+* `cases.json` - `{{"note", "cases": [{{"name", "batch", "dim", "image_features", "text_features",
+  "logit_scale", "loss", "grad_image_features", "grad_text_features", "grad_logit_scale"}}]}}`:
+  reference values of open_clip's contrastive loss `open_clip.loss.ClipLoss()` (single process, no
+  local-loss/gather options), computed in float64. `loss = (CE(L, arange(n)) + CE(L.T, arange(n))) / 2`
+  with `L = exp(logit_scale) * image_features @ text_features.T` (mean-reduced cross entropy;
+  asserted equal to the hand-written formula to 1e-12). `logit_scale` is the raw log-parameter `s`
+  (ClipLoss receives `exp(s)`). `image_features` / `text_features` are `[batch, dim]`, rows already
+  L2-normalised; the `grad_*` entries are d(loss)/d(those matrices as given, no re-normalisation)
+  and d(loss)/ds, from torch autograd (cross-checked against the closed form to 1e-12).
+  Every float, inputs included, is rounded to 10 significant digits, and the outputs are computed
+  from the rounded inputs. Cases: {loss_cases}.
 """
 
 
-def write_readme(images: list[dict]) -> None:
+def write_readme(images: list[dict], loss: dict) -> None:
     v = versions()
     vs = "\n".join(f"- {k} {val}" for k, val in v.items())
     ims = ", ".join(f"`{i['name']}` ({i['note']})" for i in images)
-    (FIX / "README.md").write_text(README.format(versions=vs, images=ims), encoding="utf-8")
+    lcs = "; ".join(
+        f"`{name}` ({kind.replace('_', '-')}, batch {n}, dim {d}, s = {rnd10(s):.10g})"
+        for name, n, d, kind, s, _ in LOSS_CASES
+    )
+    assert [c["name"] for c in loss["cases"]] == [c[0] for c in LOSS_CASES]
+    (FIX / "README.md").write_text(README.format(versions=vs, images=ims, loss_cases=lcs), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------
@@ -889,7 +1075,10 @@ def main() -> None:
     print("B/C. models")
     make_models(tok)
 
-    write_readme(images)
+    print("F. contrastive loss")
+    loss = make_loss_cases()
+
+    write_readme(images, loss)
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file() and not p.is_symlink())
     print(f"done: {total / 1e6:.2f} MB under {FIX.relative_to(REPO)}")
 

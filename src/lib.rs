@@ -23,6 +23,8 @@ pub mod model;
 pub mod pipeline;
 pub mod tasks;
 pub mod tokenizer;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 pub mod weights;

@@ -83,7 +83,9 @@ fn truncated_file_is_e_truncated() {
             .unwrap();
         assert!(matches!(err, Error::Truncated { .. }), "{err}");
         assert_eq!(err.code(), "E_TRUNCATED");
-        let err = load_announced(&dir, &bytes[..20], 4096, announced).err().unwrap();
+        let err = load_announced(&dir, &bytes[..20], 4096, announced)
+            .err()
+            .unwrap();
         assert_eq!(err.code(), "E_TRUNCATED", "cut inside the header: {err}");
     }
     // A complete file that is simply shorter than its header promises.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use webclip::image::preprocess;
 use webclip::pipeline::ModelDir;
+use webclip::train::{train_synthetic, TrainConfig};
 use webclip::{block_on, Backend, Clip, ClipConfig, Error, RgbImage, DEFAULT_TEMPLATE};
 
 #[derive(Parser)]
@@ -83,6 +84,38 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Contrastive pretraining on the built-in synthetic shapes data; writes a Hugging Face
+    /// CLIP directory. Progress lines go to stderr, the final evaluation to stdout as JSON.
+    Train {
+        /// Output directory (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Peak learning rate (linear warm-up, then cosine decay).
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 50)]
+        warmup: u64,
+        #[arg(long, default_value_t = 0.2)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Evaluate zero-shot accuracy and recall every N steps (0: only at the end).
+        #[arg(long, default_value_t = 250)]
+        eval_every: u64,
+        /// Compute backend: cpu or wgpu.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Image side in pixels (default: the synthetic preset's).
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Patch side in pixels (default: the synthetic preset's).
+        #[arg(long)]
+        patch_size: Option<usize>,
+    },
     /// Print the preprocessed pixel values of an image.
     Preprocess {
         #[command(flatten)]
@@ -150,6 +183,47 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             };
             let device = Backend::parse(&device)?.device()?;
             json!({"cases": webclip::bench::run(&config, &device, runs.max(1))?})
+        }
+        Command::Train {
+            out,
+            steps,
+            batch_size,
+            lr,
+            warmup,
+            weight_decay,
+            seed,
+            eval_every,
+            device,
+            image_size,
+            patch_size,
+        } => {
+            let mut config = TrainConfig::synthetic_default();
+            let vision = &mut config.model.vision;
+            vision.image_size = image_size.unwrap_or(vision.image_size);
+            vision.patch_size = patch_size.unwrap_or(vision.patch_size);
+            config.steps = steps;
+            config.batch_size = batch_size;
+            config.learning_rate = lr;
+            config.warmup = warmup;
+            config.optimizer.weight_decay = weight_decay;
+            config.seed = seed;
+            config.eval_every = eval_every;
+            let device = Backend::parse(&device)?.device()?;
+            let trained = train_synthetic(
+                &config,
+                &device,
+                10,
+                |r| {
+                    eprintln!(
+                        "step {:>6}/{steps}  loss {:.4}  1/T {:.2}  lr {:.2e}  |g| {:.3}  {:.0} pairs/s",
+                        r.step, r.loss, r.temperature_inverse, r.learning_rate, r.grad_norm, r.pairs_per_second
+                    )
+                },
+                |e| eprintln!("eval  {}", serde_json::to_string(e).unwrap_or_default()),
+            )?;
+            trained.write_dir(&out)?;
+            eprintln!("wrote {} ({:.0} s)", out.display(), trained.seconds);
+            json!({"seconds": trained.seconds, "evaluations": trained.evaluations})
         }
         Command::Preprocess { model, image } => {
             let files = ModelDir::read(&model.model)?;

@@ -1,0 +1,25 @@
+//! CLIP's contrastive objective: symmetric InfoNCE with a learned temperature.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// The largest allowed `logit_scale` (log of 100), as in CLIP and open_clip.
+pub const MAX_LOGIT_SCALE: f32 = 4.605_170_2;
+
+/// Symmetric InfoNCE over a batch of matched pairs: `logits = exp(logit_scale) * img @ txt^T`
+/// on L2-normalized features; cross-entropy over rows (image → text) and over columns (text →
+/// image) with the diagonal as targets, averaged. Returns a one-element tensor.
+pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, logit_scale: Tensor<1>) -> Tensor<1> {
+    let [n, _] = image.dims();
+    let scale = logit_scale.exp().reshape([1, 1]);
+    let logits = image.matmul(text.transpose()) * scale;
+    let targets = Tensor::<1, Int>::arange(0..n as i64, &logits.device()).reshape([n, 1]);
+    let image_to_text = diagonal_nll(logits.clone(), targets.clone());
+    let text_to_image = diagonal_nll(logits.transpose(), targets);
+    (image_to_text + text_to_image) / 2.0
+}
+
+/// Mean negative log-likelihood of the target column in each row.
+fn diagonal_nll(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
+    -log_softmax(logits, 1).gather(1, targets).mean()
+}

@@ -1,0 +1,178 @@
+//! AdamW over the model's named parameters, with weight decay only on linear and convolution
+//! weights (not on norms, biases, embeddings or `logit_scale`), global-norm gradient clipping,
+//! and the `logit_scale` clamp of CLIP.
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::{Gradients, Tensor};
+
+use super::loss::MAX_LOGIT_SCALE;
+use crate::error::{Error, Result};
+use crate::model::ClipModel;
+use crate::weights::{Layout, ParamVisitor};
+
+/// AdamW hyper-parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-6,
+            weight_decay: 0.2,
+            max_grad_norm: Some(1.0),
+        }
+    }
+}
+
+/// Moments of one parameter, flattened.
+struct Moments {
+    m: Tensor<1>,
+    v: Tensor<1>,
+}
+
+/// AdamW state across steps, keyed by Hugging Face parameter name.
+pub struct AdamW {
+    config: AdamWConfig,
+    step: u64,
+    moments: HashMap<String, Moments>,
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig) -> Self {
+        Self {
+            config,
+            step: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Apply one update with learning rate `lr`; returns the gradient norm before clipping.
+    pub fn step(&mut self, model: &mut ClipModel, grads: &Gradients, lr: f64) -> Result<f32> {
+        let mut norm = GradNorm { grads, sum: None };
+        model.visit_params(&mut norm)?;
+        let norm = match norm.sum {
+            Some(sum) => sum
+                .sqrt()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Backend(format!("reading the gradient norm: {e:?}")))?[0],
+            None => 0.0,
+        };
+        let clip = match self.config.max_grad_norm {
+            Some(max) if norm as f64 > max => max / norm as f64,
+            _ => 1.0,
+        };
+        self.step += 1;
+        let mut update = Update {
+            optimizer: self,
+            grads,
+            lr,
+            clip,
+        };
+        model.visit_params(&mut update)?;
+        Ok(norm)
+    }
+}
+
+/// Sums the squares of all gradients.
+struct GradNorm<'a> {
+    grads: &'a Gradients,
+    sum: Option<Tensor<1>>,
+}
+
+impl ParamVisitor for GradNorm<'_> {
+    fn param<const D: usize>(
+        &mut self,
+        _: &str,
+        param: &mut Param<Tensor<D>>,
+        _: Layout,
+    ) -> Result<()> {
+        if let Some(g) = param.val().grad(self.grads) {
+            let squares = g.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(sum) => sum + squares,
+                None => squares,
+            });
+        }
+        Ok(())
+    }
+}
+
+struct Update<'a> {
+    optimizer: &'a mut AdamW,
+    grads: &'a Gradients,
+    lr: f64,
+    clip: f64,
+}
+
+impl ParamVisitor for Update<'_> {
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        param: &mut Param<Tensor<D>>,
+        layout: Layout,
+    ) -> Result<()> {
+        let value = param.val();
+        let Some(grad) = value.grad(self.grads) else {
+            return Ok(());
+        };
+        let c = self.optimizer.config;
+        let shape = value.dims();
+        let numel = shape.iter().product::<usize>();
+        let value = value.inner().reshape([numel]);
+        let grad = grad.reshape([numel]) * self.clip;
+        let moments = self
+            .optimizer
+            .moments
+            .entry(name.to_string())
+            .or_insert_with(|| Moments {
+                m: grad.zeros_like(),
+                v: grad.zeros_like(),
+            });
+        moments.m = moments.m.clone() * c.beta1 + grad.clone() * (1.0 - c.beta1);
+        moments.v = moments.v.clone() * c.beta2 + grad.powi_scalar(2) * (1.0 - c.beta2);
+        let t = self.optimizer.step as i32;
+        let m_hat = moments.m.clone() / (1.0 - c.beta1.powi(t));
+        let v_hat = moments.v.clone() / (1.0 - c.beta2.powi(t));
+        // Decoupled weight decay, on matrix weights only.
+        let decays = matches!(layout, Layout::Transposed | Layout::Conv { .. });
+        let mut value = if decays {
+            value * (1.0 - self.lr * c.weight_decay)
+        } else {
+            value
+        };
+        value = value - m_hat / (v_hat.sqrt() + c.eps) * self.lr;
+        if name == "logit_scale" {
+            value = value.clamp(0.0, MAX_LOGIT_SCALE);
+        }
+        let value = Tensor::from_inner(value.reshape(shape)).require_grad();
+        *param = Param::initialized(param.id, value);
+        Ok(())
+    }
+}
+
+/// Linear warm-up to `peak`, then cosine decay to zero at `total` steps.
+pub fn learning_rate(step: u64, warmup: u64, total: u64, peak: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+    0.5 * peak * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+}

@@ -1,0 +1,152 @@
+//! Contrastive training: the loss and its gradients against open_clip, a finite-difference
+//! check, a short run whose loss falls (deterministically), and the export round trip.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use webclip::train::{clip_loss, train_synthetic, TrainConfig};
+use webclip::{block_on, Backend, Clip};
+
+fn matrix(v: &serde_json::Value, device: &Device) -> Tensor<2> {
+    let rows = rows(v);
+    let (n, d) = (rows.len(), rows[0].len());
+    Tensor::from_data(TensorData::new(rows.concat(), [n, d]), device)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn loss_and_gradients_match_open_clip() {
+    let device = Device::flex().autodiff();
+    let cases = read_json(fixtures().join("loss/cases.json"));
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let image = matrix(&case["image_features"], &device).require_grad();
+        let text = matrix(&case["text_features"], &device).require_grad();
+        let s = case["logit_scale"].as_f64().unwrap() as f32;
+        let scale = Tensor::<1>::from_floats([s], &device).require_grad();
+        let loss = clip_loss(image.clone(), text.clone(), scale.clone());
+        let grads = loss.backward();
+        let expected = case["loss"].as_f64().unwrap() as f32;
+        let ours = values(loss.inner())[0];
+        assert!(
+            (ours - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+            "{name}: loss {ours} vs {expected}"
+        );
+        let check = |what: &str, ours: Vec<f32>, theirs: Vec<f32>| {
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(diff <= 1e-4, "{name}: {what} max abs diff {diff}");
+        };
+        check(
+            "d/dimage",
+            values(image.grad(&grads).unwrap()),
+            rows(&case["grad_image_features"]).concat(),
+        );
+        check(
+            "d/dtext",
+            values(text.grad(&grads).unwrap()),
+            rows(&case["grad_text_features"]).concat(),
+        );
+        check(
+            "d/dlogit_scale",
+            values(scale.grad(&grads).unwrap()),
+            vec![case["grad_logit_scale"].as_f64().unwrap() as f32],
+        );
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let device = Device::flex().autodiff();
+    let cases = read_json(fixtures().join("loss/cases.json"));
+    let case = &cases["cases"][3];
+    let base = rows(&case["image_features"]);
+    let text = matrix(&case["text_features"], &device);
+    let s = case["logit_scale"].as_f64().unwrap() as f32;
+    let loss_at = |image: Vec<Vec<f32>>, s: f32| -> f32 {
+        let (n, d) = (image.len(), image[0].len());
+        let image = Tensor::from_data(TensorData::new(image.concat(), [n, d]), &device);
+        values(clip_loss(image, text.clone(), Tensor::from_floats([s], &device)).inner())[0]
+    };
+    let image = matrix(&case["image_features"], &device).require_grad();
+    let scale = Tensor::<1>::from_floats([s], &device).require_grad();
+    let grads = clip_loss(image.clone(), text.clone(), scale.clone()).backward();
+    let analytic = values(image.grad(&grads).unwrap());
+    let h = 1e-2;
+    for (r, c) in [(0, 0), (3, 5), (7, 15)] {
+        let (mut plus, mut minus) = (base.clone(), base.clone());
+        plus[r][c] += h;
+        minus[r][c] -= h;
+        let numeric = (loss_at(plus, s) - loss_at(minus, s)) / (2.0 * h);
+        let a = analytic[r * base[0].len() + c];
+        assert!(
+            (numeric - a).abs() <= 2e-3,
+            "d/dimage[{r}][{c}]: numeric {numeric} vs autodiff {a}"
+        );
+    }
+    let numeric = (loss_at(base.clone(), s + h) - loss_at(base.clone(), s - h)) / (2.0 * h);
+    let a = values(scale.grad(&grads).unwrap())[0];
+    assert!(
+        (numeric - a).abs() <= 2e-3,
+        "d/dlogit_scale: numeric {numeric} vs autodiff {a}"
+    );
+}
+
+fn short_run() -> TrainConfig {
+    let mut config = TrainConfig::synthetic_default();
+    config.steps = 40;
+    config.warmup = 5;
+    config.batch_size = 32;
+    config.eval_every = 0;
+    config.eval_images = 24;
+    config.seed = 7;
+    config
+}
+
+#[test]
+fn a_short_run_lowers_the_loss_deterministically_and_exports() {
+    let device = Backend::Cpu.device().unwrap();
+    let config = short_run();
+    let run = || {
+        let mut losses = Vec::new();
+        let trained =
+            train_synthetic(&config, &device, 1, |r| losses.push(r.loss), |_| {}).unwrap();
+        (trained, losses)
+    };
+    let (trained, losses) = run();
+    assert_eq!(losses.len(), 40);
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(
+        last < first * 0.8,
+        "loss fell too little: {first} -> {last}"
+    );
+    assert_eq!(trained.evaluations.len(), 1, "an evaluation at the end");
+
+    let (_, again) = run();
+    assert_eq!(
+        losses, again,
+        "training is deterministic for a fixed seed on the CPU backend"
+    );
+
+    // The export is a Hugging Face directory that the ordinary loader reads back unchanged.
+    let dir = std::env::temp_dir().join(format!("webclip-export-{}", std::process::id()));
+    trained.write_dir(&dir).unwrap();
+    let loaded = Clip::load_dir(&dir, &device).unwrap();
+    let in_memory = trained.load(&device).unwrap();
+    let texts = [
+        "a small red circle on the left",
+        "a big blue cross at the top",
+    ];
+    assert_eq!(
+        block_on(loaded.embed_texts(&texts)).unwrap(),
+        block_on(in_memory.embed_texts(&texts)).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
