@@ -8,7 +8,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
 use crate::config::ClipConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{ClipModel, TokenBatch};
 
 /// One measured case.
@@ -68,13 +68,7 @@ fn time<F: FnMut() -> Result<()>>(
 pub fn run(config: &ClipConfig, device: &Device, runs: usize) -> Result<Vec<BenchCase>> {
     let model = ClipModel::new(config, device);
     let v = &config.vision;
-    let read = |t: Tensor<2>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map(|_| ())
-            .map_err(|e| Error::Backend(format!("{e:?}")))
-    };
+    let read = |t: Tensor<2>| crate::model::values(t).map(|_| ());
     let mut cases = Vec::new();
     for batch in [1, 8] {
         let pixels = Tensor::<4>::random(

@@ -430,7 +430,5 @@ async fn read_values(tensor: Tensor<2>) -> Result<Vec<f32>> {
         .into_data_async()
         .await
         .map_err(|e| Error::Backend(format!("reading results: {e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("reading results: {e:?}")))
+    crate::model::data_values(data)
 }

@@ -7,5 +7,22 @@ pub mod text;
 pub mod vision;
 
 pub use clip::{l2_normalize, ClipModel};
+
+use burn::tensor::{Tensor, TensorData};
+
+use crate::error::{Error, Result};
+
+/// A tensor's values as f32, read back synchronously (native callers; the browser reads with
+/// `into_data_async`).
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    data_values(tensor.into_data())
+}
+
+/// The values of read-back tensor data as f32.
+pub fn data_values(data: TensorData) -> Result<Vec<f32>> {
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("reading a tensor: {e:?}")))
+}
 pub use text::{pool_position, TextTransformer, TokenBatch};
 pub use vision::VisionTransformer;

@@ -8,7 +8,7 @@ use burn::module::Param;
 use burn::tensor::{Gradients, Tensor};
 
 use super::loss::MAX_LOGIT_SCALE;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::ClipModel;
 use crate::weights::{Layout, ParamVisitor};
 
@@ -67,12 +67,7 @@ impl AdamW {
         let mut norm = GradNorm { grads, sum: None };
         model.visit_params(&mut norm)?;
         let norm = match norm.sum {
-            Some(sum) => sum
-                .sqrt()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::Backend(format!("reading the gradient norm: {e:?}")))?[0],
+            Some(sum) => crate::model::values(sum.sqrt())?[0],
             None => 0.0,
         };
         let clip = match self.config.max_grad_norm {

@@ -15,7 +15,7 @@ use super::vocab::{self, train_tokenizer};
 use crate::config::{Activation, ClipConfig, PreprocessConfig, TextConfig, VisionConfig};
 use crate::error::{Error, Result};
 use crate::image::preprocess;
-use crate::model::{ClipModel, TokenBatch};
+use crate::model::{values, ClipModel, TokenBatch};
 use crate::pipeline::{block_on, Clip, ClipLoader, ModelFiles};
 use crate::tasks;
 use crate::tokenizer::ClipTokenizer;
@@ -235,13 +235,7 @@ pub fn train_synthetic(
 
         let last = step + 1 == config.steps;
         if (step + 1) % report_every.max(1) == 0 || last {
-            let read = |t: Tensor<1>| -> Result<f32> {
-                Ok(t.inner()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::Backend(format!("{e:?}")))?[0])
-            };
+            let read = |t: Tensor<1>| -> Result<f32> { Ok(values(t.inner())?[0]) };
             let elapsed = window.0.elapsed().as_secs_f32();
             on_step(&StepReport {
                 step: step + 1,

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use super::safetensors::serialize;
 use super::{Layout, ParamVisitor};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::ClipModel;
 
 /// The floating-point type written to disk.
@@ -41,11 +41,7 @@ impl ParamVisitor for Collect {
     ) -> Result<()> {
         let tensor = param.val();
         let burn_shape = tensor.dims().to_vec();
-        let values = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Backend(format!("reading `{name}`: {e:?}")))?;
+        let values = crate::model::values(tensor)?;
         let values = layout.to_hf(values, &burn_shape);
         let (dtype, bytes): (&'static str, Vec<u8>) = match self.dtype {
             WeightDtype::F32 => ("F32", values.iter().flat_map(|v| v.to_le_bytes()).collect()),
