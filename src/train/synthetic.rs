@@ -92,6 +92,36 @@ impl Scene {
         }
     }
 
+    /// A group of scenes that differ from a random base scene in one attribute each (shape,
+    /// colour, size, position), all from `split`. Batches made of such groups hold hard
+    /// negatives, so that every attribute matters to the contrastive loss.
+    pub fn group(rng: &mut Rng, split: Split) -> [Scene; 4] {
+        let base = Scene::random(rng, split);
+        let in_split = |s: &Scene| Scene::held_out(s.colour, s.shape) == (split == Split::HeldOut);
+        let mut vary = |change: &dyn Fn(&mut Scene, usize), choices: usize| {
+            for _ in 0..64 {
+                let mut scene = base;
+                change(&mut scene, rng.below(choices));
+                if scene != base && in_split(&scene) {
+                    return scene;
+                }
+            }
+            base
+        };
+        [
+            base,
+            vary(&|s, v| s.shape = v, SHAPES.len()),
+            vary(&|s, v| s.colour = v, COLOURS.len()),
+            vary(
+                &|s, v| {
+                    s.size = v % SIZES.len();
+                    s.position = v / SIZES.len();
+                },
+                SIZES.len() * POSITIONS.len(),
+            ),
+        ]
+    }
+
     /// A random scene; `split` chooses seen (training) or held-out colour-shape pairs.
     pub fn random(rng: &mut Rng, split: Split) -> Self {
         loop {
@@ -195,6 +225,28 @@ mod tests {
         }
         for s in 0..SHAPES.len() {
             assert!((0..COLOURS.len()).any(|c| Scene::held_out(c, s)));
+        }
+    }
+
+    #[test]
+    fn groups_vary_one_attribute_and_stay_in_their_split() {
+        let mut rng = Rng::new(5);
+        for split in [Split::Train, Split::HeldOut] {
+            for _ in 0..50 {
+                let [base, shape, colour, layout] = Scene::group(&mut rng, split);
+                for s in [base, shape, colour, layout] {
+                    assert_eq!(Scene::held_out(s.colour, s.shape), split == Split::HeldOut);
+                }
+                assert_eq!(
+                    (shape.colour, shape.size, shape.position),
+                    (base.colour, base.size, base.position)
+                );
+                assert_eq!(
+                    (colour.shape, colour.size, colour.position),
+                    (base.shape, base.size, base.position)
+                );
+                assert_eq!((layout.shape, layout.colour), (base.shape, base.colour));
+            }
         }
     }
 

@@ -166,8 +166,12 @@ fn batch(
     let side = config.vision.image_size;
     let mut pixels = Vec::with_capacity(size * 3 * side * side);
     let mut ids = Vec::with_capacity(size);
-    for _ in 0..size {
-        let scene = Scene::random(rng, split);
+    let mut scenes = Vec::with_capacity(size + 3);
+    while scenes.len() < size {
+        scenes.extend(Scene::group(rng, split));
+    }
+    scenes.truncate(size);
+    for scene in scenes {
         pixels.extend(preprocess(&scene.render(side, rng), preprocess_config).0);
         ids.push(tokenizer.encode(&scene.caption())?);
     }
