@@ -7,6 +7,8 @@ pub mod text;
 pub mod vision;
 
 pub use clip::{l2_normalize, ClipModel};
+pub use text::{pool_position, TextTransformer, TokenBatch};
+pub use vision::VisionTransformer;
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -24,5 +26,3 @@ pub fn data_values(data: TensorData) -> Result<Vec<f32>> {
         .try_into_vec::<f32>()
         .map_err(|e| Error::Backend(format!("reading a tensor: {e:?}")))
 }
-pub use text::{pool_position, TextTransformer, TokenBatch};
-pub use vision::VisionTransformer;

@@ -57,11 +57,6 @@ impl AdamW {
         }
     }
 
-    /// Steps taken so far.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
     /// Apply one update with learning rate `lr`; returns the gradient norm before clipping.
     pub fn step(&mut self, model: &mut ClipModel, grads: &Gradients, lr: f64) -> Result<f32> {
         let mut norm = GradNorm { grads, sum: None };

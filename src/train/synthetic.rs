@@ -97,12 +97,11 @@ impl Scene {
     /// negatives, so that every attribute matters to the contrastive loss.
     pub fn group(rng: &mut Rng, split: Split) -> [Scene; 4] {
         let base = Scene::random(rng, split);
-        let in_split = |s: &Scene| Scene::held_out(s.colour, s.shape) == (split == Split::HeldOut);
         let mut vary = |change: &dyn Fn(&mut Scene, usize), choices: usize| {
             for _ in 0..64 {
                 let mut scene = base;
                 change(&mut scene, rng.below(choices));
-                if scene != base && in_split(&scene) {
+                if scene != base && split.contains(&scene) {
                     return scene;
                 }
             }
@@ -132,8 +131,7 @@ impl Scene {
                 position: rng.below(POSITIONS.len()),
                 background: rng.below(BACKGROUNDS.len()),
             };
-            let held = Scene::held_out(scene.colour, scene.shape);
-            if held == (split == Split::HeldOut) {
+            if split.contains(&scene) {
                 return scene;
             }
         }
@@ -145,6 +143,13 @@ impl Scene {
 pub enum Split {
     Train,
     HeldOut,
+}
+
+impl Split {
+    /// Whether the scene's colour-shape pair belongs to this split.
+    pub fn contains(self, scene: &Scene) -> bool {
+        Scene::held_out(scene.colour, scene.shape) == (self == Split::HeldOut)
+    }
 }
 
 /// Whether `(x, y)` (in units of the radius, centred) is inside the shape.
@@ -235,7 +240,7 @@ mod tests {
             for _ in 0..50 {
                 let [base, shape, colour, layout] = Scene::group(&mut rng, split);
                 for s in [base, shape, colour, layout] {
-                    assert_eq!(Scene::held_out(s.colour, s.shape), split == Split::HeldOut);
+                    assert!(split.contains(&s));
                 }
                 assert_eq!(
                     (shape.colour, shape.size, shape.position),
