@@ -774,6 +774,50 @@ def make_models(tok: CLIPTokenizer) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# G. whole-model gradients: transformers' CLIP loss backpropagated to every parameter
+# --------------------------------------------------------------------------------------
+
+
+def make_model_gradients(name: str) -> dict:
+    """Loss (`CLIPModel(return_loss=True)`, the symmetric cross-entropy) on the reference's
+    first 5 texts and 5 images, and the gradient of every parameter, in fp32 (float64 would
+    hide nothing here: the tolerance is set by fp32 anyway). The token embedding's gradient is
+    stored only for the rows the texts use (all others are zero)."""
+    d = MODELS_DIR / name
+    ref = json.loads((d / "reference.json").read_text())
+    model = load_fp32(d)
+    model.train(False)
+    n = len(ref["images"])
+    ids = ref["input_ids"][:n]
+    width = max(len(i) for i in ids)
+    pad = model.config.text_config.pad_token_id
+    input_ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
+    attention_mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    pixel_values = torch.tensor(ref["pixel_values"], dtype=torch.float32).reshape(ref["pixel_shape"])
+    out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                return_loss=True)
+    out.loss.backward()
+    used = sorted({t for i in ids for t in i})
+    grads = {}
+    for pname, param in model.named_parameters():
+        g = param.grad
+        if g is None:
+            continue
+        if pname == "text_model.embeddings.token_embedding.weight":
+            grads[pname] = {"rows": used, "values": rnd_list(g[used].flatten())}
+        else:
+            grads[pname] = {"shape": list(g.shape), "values": rnd_list(g.flatten())}
+    return {
+        "model": name,
+        "note": "CLIPModel(return_loss=True) in fp32, eager attention; texts padded with pad_token_id "
+                "and masked; gradients of every parameter (token embedding: used rows only)",
+        "texts": n,
+        "loss": float(out.loss),
+        "gradients": grads,
+    }
+
+
+# --------------------------------------------------------------------------------------
 # F. contrastive loss (open_clip.loss.ClipLoss) + gradients, float64
 # --------------------------------------------------------------------------------------
 
@@ -1052,7 +1096,18 @@ def write_readme(images: list[dict], loss: dict) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def make_gradients() -> None:
+    print("G. whole-model gradients")
+    for name in ["tiny-quickgelu", "tiny-gelu"]:
+        g = make_model_gradients(name)
+        write_json(MODELS_DIR / name / "gradients.json", g)
+        print(f"  {name}: loss {g['loss']:.6f}, {len(g['gradients'])} parameters")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["gradients"]:  # regenerate only G (the models must exist)
+        make_gradients()
+        return
     FIX.mkdir(parents=True, exist_ok=True)
     for p in OWNED:
         if p.is_dir():
@@ -1077,6 +1132,8 @@ def main() -> None:
 
     print("F. contrastive loss")
     loss = make_loss_cases()
+
+    make_gradients()
 
     write_readme(images, loss)
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file() and not p.is_symlink())

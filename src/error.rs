@@ -88,7 +88,7 @@ impl Error {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

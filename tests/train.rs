@@ -3,9 +3,14 @@
 
 mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use common::*;
+use webclip::model::TokenBatch;
 use webclip::train::{clip_loss, train_synthetic, TrainConfig};
+use webclip::weights::{Layout, ParamVisitor};
 use webclip::{block_on, Backend, Clip};
 
 fn matrix(v: &serde_json::Value, device: &Device) -> Tensor<2> {
@@ -96,6 +101,122 @@ fn gradients_match_finite_differences() {
         (numeric - a).abs() <= 2e-3,
         "d/dlogit_scale: numeric {numeric} vs autodiff {a}"
     );
+}
+
+/// Marks every parameter as trainable (a loaded model is for inference).
+struct RequireGrad;
+
+impl ParamVisitor for RequireGrad {
+    fn param<const D: usize>(
+        &mut self,
+        _: &str,
+        param: &mut Param<Tensor<D>>,
+        _: Layout,
+    ) -> webclip::Result<()> {
+        *param = Param::initialized(param.id, param.val().require_grad());
+        Ok(())
+    }
+}
+
+/// Collects each parameter's gradient in the Hugging Face layout, by name.
+struct CollectGrads<'a>(&'a Gradients, HashMap<String, Vec<f32>>);
+
+impl ParamVisitor for CollectGrads<'_> {
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        param: &mut Param<Tensor<D>>,
+        layout: Layout,
+    ) -> webclip::Result<()> {
+        let value = param.val();
+        if let Some(grad) = value.grad(self.0) {
+            let data = layout.to_hf(values(grad), &value.dims());
+            self.1.insert(name.to_string(), data);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn model_gradients_match_transformers() {
+    // Backpropagation through the whole model (both towers, attention, layer norms, the
+    // patch convolution, embeddings, projections) against PyTorch autograd.
+    let device = Device::flex().autodiff();
+    for name in ["tiny-quickgelu", "tiny-gelu"] {
+        let dir = model_dir(name);
+        let expected = read_json(dir.join("gradients.json"));
+        let reference = read_json(dir.join("reference.json"));
+        let clip = Clip::load_dir(&dir, &device).unwrap();
+        let mut model = clip.model().clone();
+        model.visit_params(&mut RequireGrad).unwrap();
+
+        let n = expected["texts"].as_u64().unwrap() as usize;
+        let shape: Vec<usize> = reference["pixel_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let pixels = Tensor::<4>::from_data(
+            TensorData::new(
+                floats(&reference["pixel_values"]),
+                [n, shape[1], shape[2], shape[3]],
+            ),
+            &device,
+        );
+        let ids = &ids(&reference["input_ids"])[..n];
+        let tokens = TokenBatch::new(ids, &clip.config().text, &device).unwrap();
+        let loss = clip_loss(
+            model.embed_images(pixels),
+            model.embed_texts(&tokens),
+            model.logit_scale.val(),
+        );
+        let grads = loss.backward();
+        let ours = values(loss.inner())[0];
+        let want = expected["loss"].as_f64().unwrap() as f32;
+        assert!((ours - want).abs() <= 1e-4, "{name}: loss {ours} vs {want}");
+
+        let mut collect = CollectGrads(&grads, HashMap::new());
+        model.visit_params(&mut collect).unwrap();
+        let ours = collect.1;
+        let expected = expected["gradients"].as_object().unwrap();
+        assert_eq!(
+            ours.len(),
+            expected.len(),
+            "{name}: parameters with gradients"
+        );
+        for (param, want) in expected {
+            let got = ours
+                .get(param)
+                .unwrap_or_else(|| panic!("{name}: no gradient for {param}"));
+            let want_values = floats(&want["values"]);
+            let got = match want.get("rows") {
+                // The token embedding: only the rows the texts use.
+                Some(rows) => {
+                    let width = got.len() / clip.config().text.vocab_size;
+                    let rows: Vec<usize> = rows
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_u64().unwrap() as usize)
+                        .collect();
+                    rows.iter()
+                        .flat_map(|&r| got[r * width..][..width].to_vec())
+                        .collect()
+                }
+                None => got.clone(),
+            };
+            let scale = want_values
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+                .max(1e-3);
+            let diff = max_abs_diff(&got, &want_values);
+            assert!(
+                diff <= 1e-3 * scale,
+                "{name}: gradient of {param} differs by {diff} (largest entry {scale})"
+            );
+        }
+    }
 }
 
 fn short_run() -> TrainConfig {

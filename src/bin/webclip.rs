@@ -109,7 +109,11 @@ enum Command {
         /// Compute backend: cpu or wgpu.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Image side in pixels (default: the synthetic preset's).
+        /// A Hugging Face style `config.json` for the model (random init); default: the small
+        /// synthetic preset. The vocabulary size follows the trained caption tokenizer.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Image side in pixels (default: the model config's).
         #[arg(long)]
         image_size: Option<usize>,
         /// Patch side in pixels (default: the synthetic preset's).
@@ -126,10 +130,7 @@ enum Command {
 }
 
 fn read_image(path: &Path) -> Result<RgbImage, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     RgbImage::decode(&bytes).map_err(|e| match e {
         Error::Image(message) => Error::Image(format!("{}: {message}", path.display())),
         other => other,
@@ -194,10 +195,15 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             seed,
             eval_every,
             device,
+            config: model_config,
             image_size,
             patch_size,
         } => {
             let mut config = TrainConfig::synthetic_default();
+            if let Some(path) = model_config {
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                config.model = ClipConfig::from_json(&text)?;
+            }
             let vision = &mut config.model.vision;
             vision.image_size = image_size.unwrap_or(vision.image_size);
             vision.patch_size = patch_size.unwrap_or(vision.patch_size);

@@ -17,13 +17,13 @@ pub const COLOURS: [(&str, [u8; 3]); 6] = [
     ("orange", [245, 140, 30]),
 ];
 /// Size names and radii as a fraction of the image side.
-pub const SIZES: [(&str, f32); 2] = [("small", 0.16), ("big", 0.3)];
+pub const SIZES: [(&str, f32); 2] = [("small", 0.2), ("big", 0.32)];
 /// Position names and centres as fractions of the image side.
 pub const POSITIONS: [(&str, [f32; 2]); 5] = [
-    ("on the left", [0.3, 0.5]),
-    ("on the right", [0.7, 0.5]),
-    ("at the top", [0.5, 0.3]),
-    ("at the bottom", [0.5, 0.7]),
+    ("on the left", [0.32, 0.5]),
+    ("on the right", [0.68, 0.5]),
+    ("at the top", [0.5, 0.32]),
+    ("at the bottom", [0.5, 0.68]),
     ("in the center", [0.5, 0.5]),
 ];
 /// Background greys.
@@ -158,7 +158,7 @@ fn inside(shape: usize, x: f32, y: f32) -> bool {
         "circle" => x * x + y * y <= 1.0,
         "square" => x.abs() <= 0.8 && y.abs() <= 0.8,
         "triangle" => (-1.0..=0.8).contains(&y) && x.abs() <= (y + 1.0) / 1.8 * 0.95,
-        "cross" => (x.abs() <= 0.3 && y.abs() <= 1.0) || (y.abs() <= 0.3 && x.abs() <= 1.0),
+        "cross" => (x.abs() <= 0.35 && y.abs() <= 1.0) || (y.abs() <= 0.35 && x.abs() <= 1.0),
         _ => false,
     }
 }

@@ -263,28 +263,42 @@ pub fn train_synthetic(
     export(&model, evaluations)
 }
 
-/// Zero-shot colour and shape accuracy on held-out colour-shape pairs (each candidate
-/// colour-shape pair scored with a template ensemble over sizes and positions), and
-/// image-text retrieval recall on fresh pairs.
+/// Zero-shot colour and shape accuracy on held-out colour-shape pairs and on seen pairs, and
+/// image-text retrieval recall on fresh pairs. Each attribute is classified on its own, as
+/// zero-shot CLIP does: the labels are its values (e.g. the four shapes), each scored with a
+/// prompt ensemble over every value of the other attributes ("a small red {} on the left", ...).
 pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Evaluation> {
     let side = clip.config().vision.image_size;
     let mut rng = Rng::new(seed.wrapping_add(0x5eed));
-    let templates: Vec<String> = SIZES
-        .iter()
-        .flat_map(|(size, _)| {
-            POSITIONS
-                .iter()
-                .map(move |(pos, _)| format!("a {size} {{}} {pos}"))
-        })
-        .collect();
-    let pairs: Vec<(usize, usize)> = (0..COLOURS.len())
-        .flat_map(|c| (0..SHAPES.len()).map(move |s| (c, s)))
-        .collect();
-    let labels: Vec<String> = pairs
-        .iter()
-        .map(|&(c, s)| format!("{} {}", COLOURS[c].0, SHAPES[s]))
-        .collect();
-    let label_embeddings = block_on(clip.embed_labels(&labels, &templates))?;
+    let captions_with = |fill: &dyn Fn(&str, &str, &str, &str) -> String| -> Vec<String> {
+        let mut out = Vec::new();
+        for (size, _) in SIZES {
+            for (colour, _) in COLOURS {
+                for shape in SHAPES {
+                    for (position, _) in POSITIONS {
+                        out.push(fill(size, colour, shape, position));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    };
+    let shape_templates =
+        captions_with(&|size, colour, _, pos| format!("a {size} {colour} {{}} {pos}"));
+    let colour_templates =
+        captions_with(&|size, _, shape, pos| format!("a {size} {{}} {shape} {pos}"));
+    let shape_labels = block_on(clip.embed_labels(&SHAPES, &shape_templates))?;
+    let colour_names: Vec<&str> = COLOURS.iter().map(|(name, _)| *name).collect();
+    let colour_labels = block_on(clip.embed_labels(&colour_names, &colour_templates))?;
+    let best = |embedding: &[f32], labels: &[Vec<f32>]| -> usize {
+        (0..labels.len())
+            .max_by(|&a, &b| {
+                tasks::dot(embedding, &labels[a]).total_cmp(&tasks::dot(embedding, &labels[b]))
+            })
+            .expect("labels are not empty")
+    };
 
     let mut accuracy = |split: Split| -> Result<(f32, f32)> {
         let scenes: Vec<Scene> = (0..images)
@@ -294,14 +308,8 @@ pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Eval
         let embeddings = block_on(clip.embed_images(&rendered))?;
         let (mut colour_hits, mut shape_hits) = (0, 0);
         for (scene, embedding) in scenes.iter().zip(&embeddings) {
-            let best = label_embeddings
-                .iter()
-                .enumerate()
-                .max_by(|a, b| tasks::dot(embedding, a.1).total_cmp(&tasks::dot(embedding, b.1)))
-                .map(|(i, _)| pairs[i])
-                .expect("labels are not empty");
-            colour_hits += (best.0 == scene.colour) as usize;
-            shape_hits += (best.1 == scene.shape) as usize;
+            colour_hits += (best(embedding, &colour_labels) == scene.colour) as usize;
+            shape_hits += (best(embedding, &shape_labels) == scene.shape) as usize;
         }
         let n = images.max(1) as f32;
         Ok((colour_hits as f32 / n, shape_hits as f32 / n))
