@@ -41,6 +41,19 @@ export type ImageSource =
 /** A file given in memory. */
 export type FileInput = string | Uint8Array | ArrayBuffer | Blob | Response;
 
+export interface ClassifyOptions {
+  /** One prompt template (default `'a photo of a {}.'`). */
+  template?: string;
+  /** Several templates (overrides `template`). */
+  templates?: string[];
+  /**
+   * `'mean'` (default): average each label's prompt embeddings, as in the CLIP paper; suits
+   * paraphrases. `'probability'`: a softmax over every prompt, summed per label; suits
+   * templates that describe different images ("a red {} on the left", "a blue {} at the top").
+   */
+  ensemble?: 'mean' | 'probability';
+}
+
 export interface LabelScore {
   label: string;
   score: number;
@@ -67,11 +80,15 @@ export class Clip {
   embedImages(sources: ImageSource | ImageSource[]): Promise<Float32Array[]>;
   /** L2-normalized text embeddings. */
   embedTexts(texts: string | string[]): Promise<Float32Array[]>;
-  /** Zero-shot classification, sorted by score. `templates` makes a template ensemble. */
+  /**
+   * Zero-shot classification: `[{label, score}]`, scores summing to 1, best first. `{}` in a
+   * template is the label. Several templates, or alternatives written `(a|b)` inside one, make a
+   * template ensemble, combined as `ensemble` says.
+   */
   classify(
     source: ImageSource,
     labels: string[],
-    options?: { template?: string; templates?: string[] },
+    options?: ClassifyOptions,
   ): Promise<LabelScore[]>;
   /** Rank embeddings by similarity to a text query, best first. */
   rank(query: string, embeddings: Float32Array[], options?: { topk?: number }): Promise<RankHit[]>;

@@ -300,11 +300,15 @@ export class Clip {
     return guard(this.#model().embedTexts(list));
   }
 
-  /** Zero-shot classification: [{label, score}] sorted by score (softmax over labels). */
-  async classify(source, labels, { template = 'a photo of a {}.', templates } = {}) {
+  /**
+   * Zero-shot classification: [{label, score}] sorted by score (softmax over labels). Several
+   * templates, or `(a|b)` alternatives, form an ensemble: 'mean' or 'probability'.
+   */
+  async classify(source, labels, { template = 'a photo of a {}.', templates, ensemble = 'mean' } = {}) {
     if (!Array.isArray(labels) || labels.length === 0) throw new WebclipError('E_INPUT', 'the label list is empty');
     const list = templates ?? [template];
-    return guard(this.#model().classify(await imageBatch([source]), labels.map(String), list.map(String)));
+    const batch = await imageBatch([source]);
+    return guard(this.#model().classify(batch, labels.map(String), list.map(String), String(ensemble)));
   }
 
   /** Rank embeddings (e.g. from embedImages) by similarity to a text query: [{index, score}]. */

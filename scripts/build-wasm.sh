@@ -56,3 +56,6 @@ rm -f pkg/.gitignore
 raw=$(stat -c %s pkg/webclip_wasm_bg.wasm)
 gz=$(gzip -9 -c pkg/webclip_wasm_bg.wasm | wc -c)
 echo "== pkg/ built: webclip_wasm_bg.wasm $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped"
+
+# The demo page serves the package from www/pkg/ (a copy: www/ stays deployable as static files).
+rm -rf www/pkg && cp -r pkg www/pkg

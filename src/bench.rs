@@ -1,6 +1,7 @@
 //! Inference latency on a model of a given architecture with random weights: image and text
-//! batches, medians after warm-up. `scripts/bench_reference.py` runs PyTorch and ONNX Runtime
-//! on the same architecture in the same session and prints the ratios.
+//! batches, medians after warm-up; and the time of one training step. `scripts/bench_reference.py`
+//! (inference) and `scripts/bench_train.py` (training) run PyTorch and ONNX Runtime on the same
+//! architecture in the same session and print the ratios.
 
 use std::time::Instant;
 
@@ -10,6 +11,8 @@ use serde::Serialize;
 use crate::config::ClipConfig;
 use crate::error::Result;
 use crate::model::{ClipModel, TokenBatch};
+use crate::train::clip_loss;
+use crate::train::optim::{AdamW, AdamWConfig};
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +36,9 @@ fn prompt_ids(config: &ClipConfig, len: usize) -> Vec<u32> {
         .text
         .bos_token_id
         .min(config.text.vocab_size as u32 - 2)];
-    ids.extend((0..len - 2).map(|i| 320 + 7 * i as u32 % (config.text.vocab_size as u32 - 400)));
+    // Ordinary tokens: never 0 or 1 (special in small trained vocabularies) nor the last two.
+    let span = (config.text.vocab_size as u32).saturating_sub(4).max(1);
+    ids.extend((0..len - 2).map(|i| 2 + (320 + 7 * i as u32) % span));
     ids.push(eos);
     ids
 }
@@ -88,4 +93,37 @@ pub fn run(config: &ClipConfig, device: &Device, runs: usize) -> Result<Vec<Benc
         })?);
     }
     Ok(cases)
+}
+
+/// Measure one contrastive training step (forward through both towers, loss, backward, AdamW)
+/// on a batch of random images and 9-token captions.
+pub fn train_step(
+    config: &ClipConfig,
+    device: &Device,
+    batch: usize,
+    runs: usize,
+) -> Result<BenchCase> {
+    let train_device = device.clone().autodiff();
+    let mut model = ClipModel::new(config, &train_device);
+    let mut optimizer = AdamW::new(AdamWConfig::default());
+    let v = &config.vision;
+    let pixels = Tensor::<4>::random(
+        [batch, v.num_channels, v.image_size, v.image_size],
+        Distribution::Normal(0.0, 1.0),
+        &train_device,
+    );
+    let ids = vec![prompt_ids(config, 9); batch];
+    let mut case = time("train step", batch, 3, runs, || {
+        let tokens = TokenBatch::new(&ids, &config.text, &train_device)?;
+        let loss = clip_loss(
+            model.embed_images(pixels.clone()),
+            model.embed_texts(&tokens),
+            model.logit_scale.val(),
+        );
+        let grads = loss.backward();
+        optimizer.step(&mut model, &grads, 1e-4)?;
+        crate::model::values(loss.inner()).map(|_| ())
+    })?;
+    case.name = format!("train step ({} pairs)", batch);
+    Ok(case)
 }

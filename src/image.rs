@@ -71,6 +71,23 @@ impl RgbImage {
     }
 }
 
+impl RgbImage {
+    /// Encode as PNG.
+    pub fn encode_png(&self) -> Result<Vec<u8>> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::write_buffer_with_format(
+            &mut out,
+            &self.data,
+            self.width as u32,
+            self.height as u32,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| Error::Image(format!("encoding a PNG: {e}")))?;
+        Ok(out.into_inner())
+    }
+}
+
 fn check_size(width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::Input(format!(

@@ -4,12 +4,13 @@
 //! CPU and on `wgpu` (WebGPU in the browser). Real Hugging Face checkpoints load unchanged.
 //!
 //! ```no_run
-//! use webclip::{block_on, Backend, Clip, RgbImage};
+//! use webclip::{block_on, Backend, Clip, Ensemble, RgbImage};
 //!
 //! let device = Backend::Cpu.device()?;
 //! let clip = Clip::load_dir("models/clip", &device)?;
 //! let image = RgbImage::decode(&std::fs::read("cat.png").unwrap())?;
-//! let scores = block_on(clip.classify(&image, &["cat", "dog"], &["a photo of a {}."]))?;
+//! let templates = ["a photo of a {}."];
+//! let scores = block_on(clip.classify(&image, &["cat", "dog"], &templates, Ensemble::Mean))?;
 //! println!("{} {:.2}", scores[0].label, scores[0].score);
 //! # Ok::<(), webclip::Error>(())
 //! ```
@@ -36,5 +37,5 @@ pub use model::ClipModel;
 #[cfg(not(target_arch = "wasm32"))]
 pub use pipeline::block_on;
 pub use pipeline::{Backend, Clip, ClipLoader, ModelFiles};
-pub use tasks::{LabelScore, RankHit, DEFAULT_TEMPLATE};
+pub use tasks::{Ensemble, LabelScore, RankHit, DEFAULT_TEMPLATE};
 pub use tokenizer::ClipTokenizer;

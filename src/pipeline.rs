@@ -14,7 +14,7 @@ use crate::config::{ClipConfig, PreprocessConfig};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
 use crate::model::{ClipModel, TokenBatch};
-use crate::tasks::{self, LabelScore, RankHit};
+use crate::tasks::{self, Ensemble, LabelScore, RankHit};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::WeightLoader;
 
@@ -370,39 +370,54 @@ impl Clip {
         Ok(out)
     }
 
-    /// Embeddings of labels through prompt templates: one template, or an ensemble (each
-    /// prompt embedding normalized, averaged, renormalized).
+    /// The embeddings of each label's prompts (`result[i][j]`: label `i` in template `j`).
+    /// Templates may hold alternatives, `(a|b)`, expanded by [`tasks::expand_templates`].
+    pub async fn embed_prompts(
+        &self,
+        labels: &[impl AsRef<str>],
+        templates: &[impl AsRef<str>],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        tasks::check_labels(labels, templates)?;
+        let templates = tasks::expand_templates(templates)?;
+        let prompts: Vec<String> = labels
+            .iter()
+            .flat_map(|l| tasks::prompts(l.as_ref(), &templates))
+            .collect();
+        let embeddings = self.embed_texts(&prompts).await?;
+        Ok(embeddings
+            .chunks(templates.len())
+            .map(<[Vec<f32>]>::to_vec)
+            .collect())
+    }
+
+    /// One embedding per label through prompt templates: one template, or the mean ensemble
+    /// (each prompt embedding normalized, averaged, renormalized).
     pub async fn embed_labels(
         &self,
         labels: &[impl AsRef<str>],
         templates: &[impl AsRef<str>],
     ) -> Result<Vec<Vec<f32>>> {
-        tasks::check_labels(labels, templates)?;
-        let prompts: Vec<String> = labels
-            .iter()
-            .flat_map(|l| tasks::prompts(l.as_ref(), templates))
-            .collect();
-        let embeddings = self.embed_texts(&prompts).await?;
-        Ok(embeddings
-            .chunks(templates.len())
-            .map(tasks::ensemble)
-            .collect())
+        let prompts = self.embed_prompts(labels, templates).await?;
+        Ok(prompts.iter().map(|p| tasks::ensemble(p)).collect())
     }
 
-    /// Zero-shot classification: softmax over `logit_scale * cos`, sorted best first.
+    /// Zero-shot classification: softmax over `logit_scale * cos`, combining several templates
+    /// as `ensemble` says; sorted best first.
     pub async fn classify(
         &self,
         image: &RgbImage,
         labels: &[impl AsRef<str>],
         templates: &[impl AsRef<str>],
+        ensemble: Ensemble,
     ) -> Result<Vec<LabelScore>> {
-        let label_embeddings = self.embed_labels(labels, templates).await?;
+        let prompts = self.embed_prompts(labels, templates).await?;
         let image_embedding = self.embed_images(std::slice::from_ref(image)).await?;
-        Ok(tasks::classify_scores(
+        Ok(tasks::ensemble_scores(
             &image_embedding[0],
             labels,
-            &label_embeddings,
+            &prompts,
             self.logit_scale,
+            ensemble,
         ))
     }
 

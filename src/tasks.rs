@@ -38,6 +38,52 @@ pub fn prompts(label: &str, templates: &[impl AsRef<str>]) -> Vec<String> {
         .collect()
 }
 
+/// Most prompts that one label's templates may expand to.
+pub const MAX_PROMPTS_PER_LABEL: usize = 1024;
+
+/// Expand alternatives in templates into a template ensemble: every `(a|b|c)` group stands for
+/// each of its options, so `"a (small|big) {} (on the left|on the right)"` is four templates.
+/// Parentheses without `|` are kept as written.
+pub fn expand_templates(templates: &[impl AsRef<str>]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for template in templates {
+        let mut expanded = vec![String::new()];
+        let mut rest = template.as_ref();
+        while let Some(open) = rest.find('(') {
+            let group = rest[open + 1..]
+                .find(')')
+                .map(|close| &rest[open + 1..open + 1 + close]);
+            let (literal, options, after) = match group {
+                Some(g) if g.contains('|') => (
+                    &rest[..open],
+                    g.split('|').collect(),
+                    &rest[open + g.len() + 2..],
+                ),
+                _ => (&rest[..=open], vec![""], &rest[open + 1..]),
+            };
+            expanded = expanded
+                .iter()
+                .flat_map(|head| options.iter().map(move |o| format!("{head}{literal}{o}")))
+                .collect();
+            if expanded.len() > MAX_PROMPTS_PER_LABEL {
+                return Err(Error::Input(format!(
+                    "the template \"{}\" expands to more than {MAX_PROMPTS_PER_LABEL} prompts",
+                    template.as_ref()
+                )));
+            }
+            rest = after;
+        }
+        out.extend(expanded.into_iter().map(|head| head + rest));
+    }
+    if out.len() > MAX_PROMPTS_PER_LABEL {
+        return Err(Error::Input(format!(
+            "the templates expand to {} prompts per label (at most {MAX_PROMPTS_PER_LABEL})",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Check a label list and template list before classifying.
 pub fn check_labels(labels: &[impl AsRef<str>], templates: &[impl AsRef<str>]) -> Result<()> {
     if labels.is_empty() {
@@ -79,17 +125,62 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Softmax over `logit_scale * cos(image, label)`, sorted by score, highest first.
-pub fn classify_scores(
+/// How a template ensemble combines one label's prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ensemble {
+    /// Average the prompts' normalized embeddings into one per label (the CLIP paper's prompt
+    /// ensembling): suits templates that are paraphrases ("a photo of a {}", "a picture of a {}").
+    #[default]
+    Mean,
+    /// Softmax over every prompt of every label, summed per label: the label's probability
+    /// marginalised over its prompts. Suits templates that describe different images ("a red
+    /// {} on the left", "a blue {} at the top"), where only the matching prompt scores high.
+    Probability,
+}
+
+impl Ensemble {
+    /// `"mean"` or `"probability"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "mean" => Ok(Ensemble::Mean),
+            "probability" => Ok(Ensemble::Probability),
+            other => Err(Error::Input(format!(
+                "unknown ensemble \"{other}\" (expected mean or probability)"
+            ))),
+        }
+    }
+}
+
+/// Label probabilities for one image, best first, from the embeddings of each label's prompts
+/// (`prompts[i]`: label `i`'s prompts, one per template).
+pub fn ensemble_scores(
     image: &[f32],
     labels: &[impl AsRef<str>],
-    label_embeddings: &[Vec<f32>],
+    prompts: &[Vec<Vec<f32>>],
     logit_scale: f32,
+    how: Ensemble,
 ) -> Vec<LabelScore> {
-    let logits: Vec<f32> = label_embeddings
-        .iter()
-        .map(|l| logit_scale * dot(image, l))
-        .collect();
+    let logits: Vec<f32> = match how {
+        Ensemble::Mean => prompts
+            .iter()
+            .map(|p| logit_scale * dot(image, &ensemble(p)))
+            .collect(),
+        // A softmax over labels of each label's log-sum-exp equals the softmax over all
+        // prompts summed per label.
+        Ensemble::Probability => prompts
+            .iter()
+            .map(|p| {
+                let logits: Vec<f32> = p.iter().map(|e| logit_scale * dot(image, e)).collect();
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln()
+            })
+            .collect(),
+    };
+    softmax_scores(labels, &logits)
+}
+
+/// Softmax over per-label logits, sorted by score, highest first.
+fn softmax_scores(labels: &[impl AsRef<str>], logits: &[f32]) -> Vec<LabelScore> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let total: f32 = exps.iter().sum();
@@ -132,6 +223,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn templates_expand_alternatives() {
+        assert_eq!(
+            expand_templates(&["a (small|big) {} (left|right)", "plain {} (as is)"]).unwrap(),
+            [
+                "a small {} left",
+                "a small {} right",
+                "a big {} left",
+                "a big {} right",
+                "plain {} (as is)"
+            ]
+        );
+        assert_eq!(
+            expand_templates(&["a {} (", "x (|y)"]).unwrap(),
+            ["a {} (", "x ", "x y"]
+        );
+        let huge = "(a|b|c|d)".repeat(6);
+        assert!(matches!(expand_templates(&[huge]), Err(Error::Input(_))));
+    }
+
+    #[test]
     fn prompts_fill_the_template() {
         assert_eq!(
             prompts("cat", &["a photo of a {}.", "art"]),
@@ -148,16 +259,36 @@ mod tests {
 
     #[test]
     fn classify_sorts_a_softmax() {
-        let scores = classify_scores(
-            &[1.0, 0.0],
-            &["a", "b"],
-            &[vec![0.0, 1.0], vec![1.0, 0.0]],
-            10.0,
-        );
+        let prompts = [vec![vec![0.0, 1.0]], vec![vec![1.0, 0.0]]];
+        let scores = ensemble_scores(&[1.0, 0.0], &["a", "b"], &prompts, 10.0, Ensemble::Mean);
         assert_eq!(scores[0].label, "b");
         let expected = 1.0 / (1.0 + (-10.0f32).exp());
         assert!((scores[0].score - expected).abs() < 1e-6);
         assert!((scores.iter().map(|s| s.score).sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn probability_ensemble_sums_a_softmax_over_all_prompts() {
+        // Label "a" has one prompt that matches the image and one that does not; "b" has two
+        // lukewarm ones. The mean ensemble blurs "a"; the probability ensemble keeps its match.
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let prompts = [
+            vec![vec![1.0, 0.0], vec![-1.0, 0.0]],
+            vec![vec![s, s], vec![s, -s]],
+        ];
+        let image = [1.0, 0.0];
+        let mean = ensemble_scores(&image, &["a", "b"], &prompts, 10.0, Ensemble::Mean);
+        assert_eq!(mean[0].label, "b");
+        let probability =
+            ensemble_scores(&image, &["a", "b"], &prompts, 10.0, Ensemble::Probability);
+        let exps: Vec<f32> = [10.0f32, -10.0, 10.0 * s, 10.0 * s]
+            .iter()
+            .map(|l| l.exp())
+            .collect();
+        let expected_a = (exps[0] + exps[1]) / exps.iter().sum::<f32>();
+        assert_eq!(probability[0].label, "a");
+        assert!((probability[0].score - expected_a).abs() < 1e-6);
+        assert!(Ensemble::parse("median").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::error::Error;
 use crate::image::RgbImage;
 use crate::pipeline::{Clip, ClipLoader, ModelFiles};
+use crate::tasks::Ensemble;
 
 /// A JS `Error` carrying the webclip error code in `code`.
 fn js_error(e: Error) -> JsValue {
@@ -178,9 +179,11 @@ impl WasmClip {
         batch: ImageBatch,
         labels: Vec<String>,
         templates: Vec<String>,
+        ensemble: String,
     ) -> Promise {
         let clip = self.clip.clone();
         future_to_promise(async move {
+            let ensemble = Ensemble::parse(&ensemble).map_err(js_error)?;
             let [image] = &batch.images[..] else {
                 return Err(js_error(Error::Input(format!(
                     "classify takes one image, got {}",
@@ -188,7 +191,7 @@ impl WasmClip {
                 ))));
             };
             let scores = clip
-                .classify(image, &labels, &templates)
+                .classify(image, &labels, &templates, ensemble)
                 .await
                 .map_err(js_error)?;
             to_js(&scores)

@@ -1,4 +1,5 @@
-//! The command line contract: `embed`, `classify`, `tokenize`, `preprocess`, errors.
+//! The command line contract: `embed`, `classify`, `tokenize`, `preprocess`, `synth`, `train`
+//! on data directories (with bad lines and images skipped and counted), errors.
 
 mod common;
 
@@ -160,4 +161,128 @@ fn errors_go_to_stderr_with_a_failing_status() {
     let (ok, _, stderr) = webclip(&["embed", "--model", &model, "--device", "tpu"]);
     assert!(!ok);
     assert!(stderr.contains("E_INPUT"), "{stderr}");
+}
+
+/// A fresh scratch directory under the system temp dir.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("webclip-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn train_on_a_data_directory_skips_and_counts_bad_pairs() {
+    let data = scratch("data");
+    let data_arg = data.display().to_string();
+    let (ok, json, stderr) = webclip(&[
+        "synth", "--out", &data_arg, "--count", "30", "--size", "40", "--seed", "3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(json["written"], 30);
+    // Add bad lines: an empty caption, a missing image, a corrupt PNG, a line that is not JSON.
+    std::fs::write(data.join("broken.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let mut index = std::fs::read_to_string(data.join("captions.jsonl")).unwrap();
+    index += concat!(
+        "{\"image\": \"0000.png\", \"caption\": \"  \"}\n",
+        "{\"image\": \"missing.png\", \"caption\": \"a big red circle on the left\"}\n",
+        "{\"image\": \"broken.png\", \"caption\": \"a big red square on the left\"}\n",
+        "not json\n",
+    );
+    std::fs::write(data.join("captions.jsonl"), index).unwrap();
+
+    let out = data.join("model");
+    let out_arg = out.display().to_string();
+    let (ok, json, stderr) = webclip(&[
+        "train",
+        "--data",
+        &data_arg,
+        "--out",
+        &out_arg,
+        "--steps",
+        "12",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "0",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        json["skipped"],
+        serde_json::json!({"empty_captions": 1, "unreadable_images": 2, "malformed_lines": 1})
+    );
+    assert!(stderr.contains("30 pairs"), "{stderr}");
+    // 30 usable pairs: every tenth is held out for evaluation.
+    let evaluation = &json["evaluations"][0];
+    assert_eq!(evaluation["pairs"], 3);
+    assert!(evaluation.get("shape_accuracy").is_none());
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+    ] {
+        assert!(out.join(name).is_file(), "{name} written");
+    }
+    // The trained model is an ordinary model directory.
+    let (ok, json, stderr) = webclip(&[
+        "embed",
+        "--model",
+        &out_arg,
+        "--text",
+        "a big red circle on the left",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(json["text_embeds"][0].as_array().unwrap().len(), 64);
+
+    // The same pairs as an open_clip style CSV (quoted captions may hold commas).
+    let mut csv = String::from("filepath,caption\n");
+    for i in 0..25 {
+        csv += &format!("{i:04}.png,\"a shape, number {i}\"\n");
+    }
+    std::fs::remove_file(data.join("captions.jsonl")).unwrap();
+    std::fs::write(data.join("captions.csv"), csv).unwrap();
+    let (ok, json, stderr) = webclip(&[
+        "train",
+        "--data",
+        &data_arg,
+        "--out",
+        &out_arg,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "0",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(json["evaluations"][0]["pairs"], 2);
+    std::fs::remove_dir_all(&data).unwrap();
+}
+
+#[test]
+fn train_rejects_a_directory_without_usable_pairs() {
+    let data = scratch("empty-data");
+    std::fs::write(
+        data.join("captions.jsonl"),
+        "{\"image\": \"x.png\", \"caption\": \"\"}\n",
+    )
+    .unwrap();
+    let out = data.join("model").display().to_string();
+    let (ok, _, stderr) = webclip(&[
+        "train",
+        "--data",
+        &data.display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("E_INPUT") && stderr.contains("no usable image-caption pairs"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = webclip(&["train", "--data", "/nonexistent/dir", "--out", &out]);
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/dir"), "{stderr}");
+    std::fs::remove_dir_all(&data).unwrap();
 }

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use webclip::image::preprocess;
 use webclip::pipeline::ModelDir;
-use webclip::train::{train_synthetic, TrainConfig};
-use webclip::{block_on, Backend, Clip, ClipConfig, Error, RgbImage, DEFAULT_TEMPLATE};
+use webclip::train::synthetic::{Rng, Scene, Split};
+use webclip::train::{CaptionDataset, Evaluation, StepReport, TrainConfig, TrainData};
+use webclip::{block_on, Backend, Clip, ClipConfig, Ensemble, Error, RgbImage, DEFAULT_TEMPLATE};
 
 #[derive(Parser)]
 #[command(
@@ -61,9 +63,14 @@ enum Command {
         /// A candidate label; repeat for several.
         #[arg(long, required = true)]
         label: Vec<String>,
-        /// A prompt template with `{}` for the label; repeat for a template ensemble.
+        /// A prompt template with `{}` for the label; repeat, or write alternatives as
+        /// `(a|b)`, for a template ensemble.
         #[arg(long)]
         template: Vec<String>,
+        /// How an ensemble combines templates: mean (of prompt embeddings) or probability
+        /// (a softmax over all prompts, summed per label).
+        #[arg(long, default_value = "mean")]
+        ensemble: String,
     },
     /// Print the token ids of texts (start and end tokens, no padding).
     Tokenize {
@@ -83,42 +90,28 @@ enum Command {
         /// Timed runs per case (after 2 warm-up runs).
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Time a training step (forward, backward, AdamW) on this many pairs instead.
+        #[arg(long)]
+        train_batch: Option<usize>,
     },
-    /// Contrastive pretraining on the built-in synthetic shapes data; writes a Hugging Face
-    /// CLIP directory. Progress lines go to stderr, the final evaluation to stdout as JSON.
-    Train {
-        /// Output directory (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
+    /// Contrastive pretraining, on a data directory or the built-in synthetic shapes; writes a
+    /// Hugging Face CLIP directory. Progress goes to stderr, the evaluations to stdout as JSON.
+    Train(TrainArgs),
+    /// Write rendered synthetic scenes and their captions (`captions.jsonl`), e.g. as sample
+    /// images or as a data directory for `train --data`.
+    Synth {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1000)]
-        steps: u64,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Peak learning rate (linear warm-up, then cosine decay).
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        #[arg(long, default_value_t = 50)]
-        warmup: u64,
-        #[arg(long, default_value_t = 0.2)]
-        weight_decay: f64,
+        #[arg(long, default_value_t = 16)]
+        count: usize,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Evaluate zero-shot accuracy and recall every N steps (0: only at the end).
-        #[arg(long, default_value_t = 250)]
-        eval_every: u64,
-        /// Compute backend: cpu or wgpu.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// A Hugging Face style `config.json` for the model (random init); default: the small
-        /// synthetic preset. The vocabulary size follows the trained caption tokenizer.
+        /// Draw only colour-shape pairs held out of training.
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Image side in pixels (default: the model config's).
-        #[arg(long)]
-        image_size: Option<usize>,
-        /// Patch side in pixels (default: the synthetic preset's).
-        #[arg(long)]
-        patch_size: Option<usize>,
+        held_out: bool,
     },
     /// Print the preprocessed pixel values of an image.
     Preprocess {
@@ -154,7 +147,9 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             image,
             label,
             template,
+            ensemble,
         } => {
+            let ensemble = Ensemble::parse(&ensemble)?;
             let clip = model.load()?;
             let image = read_image(&image)?;
             let templates = if template.is_empty() {
@@ -162,7 +157,9 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             } else {
                 template
             };
-            json!(block_on(clip.classify(&image, &label, &templates))?)
+            json!(block_on(
+                clip.classify(&image, &label, &templates, ensemble)
+            )?)
         }
         Command::Tokenize { model, text } => {
             let files = ModelDir::read(&model.model)?;
@@ -173,63 +170,38 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             config,
             device,
             runs,
+            train_batch,
         } => {
             let config = match config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|source| Error::Io { path, source })?;
-                    ClipConfig::from_json(&text)?
-                }
+                Some(path) => read_config(&path)?,
                 None => ClipConfig::vit_base_patch32(),
             };
             let device = Backend::parse(&device)?.device()?;
-            json!({"cases": webclip::bench::run(&config, &device, runs.max(1))?})
+            let cases = match train_batch {
+                Some(batch) => vec![webclip::bench::train_step(
+                    &config,
+                    &device,
+                    batch,
+                    runs.max(1),
+                )?],
+                None => webclip::bench::run(&config, &device, runs.max(1))?,
+            };
+            json!({ "cases": cases })
         }
-        Command::Train {
+        Command::Train(args) => train(args)?,
+        Command::Synth {
             out,
-            steps,
-            batch_size,
-            lr,
-            warmup,
-            weight_decay,
+            count,
+            size,
             seed,
-            eval_every,
-            device,
-            config: model_config,
-            image_size,
-            patch_size,
+            held_out,
         } => {
-            let mut config = TrainConfig::synthetic_default();
-            if let Some(path) = model_config {
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                config.model = ClipConfig::from_json(&text)?;
-            }
-            let vision = &mut config.model.vision;
-            vision.image_size = image_size.unwrap_or(vision.image_size);
-            vision.patch_size = patch_size.unwrap_or(vision.patch_size);
-            config.steps = steps;
-            config.batch_size = batch_size;
-            config.learning_rate = lr;
-            config.warmup = warmup;
-            config.optimizer.weight_decay = weight_decay;
-            config.seed = seed;
-            config.eval_every = eval_every;
-            let device = Backend::parse(&device)?.device()?;
-            let trained = train_synthetic(
-                &config,
-                &device,
-                10,
-                |r| {
-                    eprintln!(
-                        "step {:>6}/{steps}  loss {:.4}  1/T {:.2}  lr {:.2e}  |g| {:.3}  {:.0} pairs/s",
-                        r.step, r.loss, r.temperature_inverse, r.learning_rate, r.grad_norm, r.pairs_per_second
-                    )
-                },
-                |e| eprintln!("eval  {}", serde_json::to_string(e).unwrap_or_default()),
-            )?;
-            trained.write_dir(&out)?;
-            eprintln!("wrote {} ({:.0} s)", out.display(), trained.seconds);
-            json!({"seconds": trained.seconds, "evaluations": trained.evaluations})
+            let split = if held_out {
+                Split::HeldOut
+            } else {
+                Split::Train
+            };
+            json!({"written": write_scenes(&out, count, size, seed, split)?})
         }
         Command::Preprocess { model, image } => {
             let files = ModelDir::read(&model.model)?;
@@ -238,6 +210,163 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             json!({"shape": [1, c, h, w], "pixel_values": pixel_values})
         }
     })
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Output directory (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// A directory with captions.jsonl ({"image": ..., "caption": ...} lines) or a CSV/TSV with
+    /// filepath and caption (or title) columns; default: the built-in synthetic shapes.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A Hugging Face style `config.json` for the model (random init); default: the small
+    /// synthetic preset. The vocabulary size follows the tokenizer.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A `tokenizer.json` to reuse (e.g. CLIP's); default: train a BPE vocabulary of the
+    /// config's `vocab_size` on the captions.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (linear warm-up, then cosine decay).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 50)]
+    warmup: u64,
+    #[arg(long, default_value_t = 0.2)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluate zero-shot accuracy and recall every N steps (0: only at the end).
+    #[arg(long, default_value_t = 250)]
+    eval_every: u64,
+    /// Write a checkpoint to <out>/checkpoint every N steps (0: never).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: u64,
+    /// Continue from a checkpoint directory (model, tokenizer, optimizer and data state); the
+    /// other flags should match the interrupted run's.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Images per split for the zero-shot evaluation (synthetic data).
+    #[arg(long, default_value_t = 240)]
+    eval_images: usize,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Image side in pixels (default: the model config's).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Patch side in pixels (default: the model config's).
+    #[arg(long)]
+    patch_size: Option<usize>,
+}
+
+fn read_config(path: &Path) -> Result<ClipConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    ClipConfig::from_json(&text)
+}
+
+fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
+    let mut config = TrainConfig::synthetic_default();
+    if let Some(path) = &args.config {
+        config.model = read_config(path)?;
+    }
+    if let Some(path) = &args.tokenizer {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        config.tokenizer = Some(text);
+    }
+    let vision = &mut config.model.vision;
+    vision.image_size = args.image_size.unwrap_or(vision.image_size);
+    vision.patch_size = args.patch_size.unwrap_or(vision.patch_size);
+    config.steps = args.steps;
+    config.batch_size = args.batch_size;
+    config.learning_rate = args.lr;
+    config.warmup = args.warmup;
+    config.optimizer.weight_decay = args.weight_decay;
+    config.seed = args.seed;
+    config.eval_every = args.eval_every;
+    config.eval_images = args.eval_images;
+    config.checkpoint_every = args.checkpoint_every;
+    config.checkpoint_dir = Some(args.out.join("checkpoint"));
+    config.resume = args.resume.clone();
+    let (data, skipped) = match &args.data {
+        Some(dir) => {
+            let dataset = CaptionDataset::open(dir)?;
+            let skipped = dataset.skipped.clone();
+            eprintln!(
+                "{}: {} pairs; skipped {} with empty captions, {} unreadable images, {} malformed lines",
+                dir.display(),
+                dataset.pairs.len(),
+                skipped.empty_captions,
+                skipped.unreadable_images,
+                skipped.malformed_lines
+            );
+            (TrainData::Captions(dataset), Some(skipped))
+        }
+        None => (TrainData::Synthetic, None),
+    };
+    let device = Backend::parse(&args.device)?.device()?;
+    let bar = ProgressBar::new(config.steps).with_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = |r: &StepReport| {
+        let line = format!(
+            "loss {:.4}  1/T {:.2}  lr {:.2e}  |g| {:.3}  {:.0} pairs/s",
+            r.loss, r.temperature_inverse, r.learning_rate, r.grad_norm, r.pairs_per_second
+        );
+        if bar.is_hidden() {
+            eprintln!("step {:>6}/{}  {line}", r.step, config.steps);
+        } else {
+            bar.set_position(r.step);
+            bar.set_message(line);
+        }
+    };
+    let eval = |e: &Evaluation| {
+        bar.suspend(|| eprintln!("eval  {}", serde_json::to_string(e).unwrap_or_default()))
+    };
+    let trained = webclip::train::train(&config, &data, &device, 10, report, eval)?;
+    bar.finish_and_clear();
+    trained.write_dir(&args.out)?;
+    eprintln!("wrote {} ({:.0} s)", args.out.display(), trained.seconds);
+    Ok(json!({
+        "seconds": trained.seconds,
+        "evaluations": trained.evaluations,
+        "skipped": skipped,
+        "unreadable_during_training": trained.unreadable_during_training,
+    }))
+}
+
+/// Render `count` synthetic scenes as PNGs with a `captions.jsonl`.
+fn write_scenes(
+    out: &Path,
+    count: usize,
+    size: usize,
+    seed: u64,
+    split: Split,
+) -> Result<usize, Error> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut rng = Rng::new(seed);
+    let mut lines = String::new();
+    for i in 0..count {
+        let scene = Scene::random(&mut rng, split);
+        let name = format!("{i:04}.png");
+        let path = out.join(&name);
+        let png = scene.render(size, &mut rng).encode_png()?;
+        std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+        lines += &json!({"image": name, "caption": scene.caption()}).to_string();
+        lines.push('\n');
+    }
+    let index = out.join("captions.jsonl");
+    std::fs::write(&index, lines).map_err(|e| Error::io(&index, e))?;
+    Ok(count)
 }
 
 fn main() -> ExitCode {

@@ -10,6 +10,7 @@ use burn::tensor::{Gradients, Tensor};
 use super::loss::MAX_LOGIT_SCALE;
 use crate::error::Result;
 use crate::model::ClipModel;
+use crate::weights::safetensors::Entry;
 use crate::weights::{Layout, ParamVisitor};
 
 /// AdamW hyper-parameters.
@@ -55,6 +56,58 @@ impl AdamW {
             step: 0,
             moments: HashMap::new(),
         }
+    }
+
+    /// Updates applied so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The moments as safetensors entries (`<name>.exp_avg`, `<name>.exp_avg_sq`, flat F32),
+    /// sorted by name.
+    pub fn state_tensors(&self) -> Result<Vec<Entry<'static>>> {
+        let mut names: Vec<&String> = self.moments.keys().collect();
+        names.sort();
+        let mut out = Vec::with_capacity(names.len() * 2);
+        for name in names {
+            let moments = &self.moments[name];
+            for (suffix, tensor) in [("exp_avg", &moments.m), ("exp_avg_sq", &moments.v)] {
+                let values = crate::model::values(tensor.clone())?;
+                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                out.push((format!("{name}.{suffix}"), "F32", vec![values.len()], bytes));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restore the state written by [`AdamW::state_tensors`] after `steps` updates.
+    pub fn restore(
+        &mut self,
+        steps: u64,
+        tensors: HashMap<String, Vec<f32>>,
+        device: &burn::tensor::Device,
+    ) -> Result<()> {
+        self.step = steps;
+        self.moments.clear();
+        for (key, values) in &tensors {
+            let Some(name) = key.strip_suffix(".exp_avg") else {
+                continue;
+            };
+            let squares = tensors
+                .get(&format!("{name}.exp_avg_sq"))
+                .ok_or_else(|| crate::error::Error::MissingTensor(format!("{name}.exp_avg_sq")))?;
+            let tensor = |v: &Vec<f32>| {
+                Tensor::from_data(burn::tensor::TensorData::new(v.clone(), [v.len()]), device)
+            };
+            self.moments.insert(
+                name.to_string(),
+                Moments {
+                    m: tensor(values),
+                    v: tensor(squares),
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Apply one update with learning rate `lr`; returns the gradient norm before clipping.

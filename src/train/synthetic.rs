@@ -26,8 +26,8 @@ pub const POSITIONS: [(&str, [f32; 2]); 5] = [
     ("at the bottom", [0.5, 0.68]),
     ("in the center", [0.5, 0.5]),
 ];
-/// Background greys.
-const BACKGROUNDS: [u8; 3] = [235, 128, 30];
+/// Largest change of each colour channel from its named value (colour jitter).
+const COLOUR_JITTER: f32 = 25.0;
 
 /// One scene's attributes (indices into the tables above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,9 @@ pub struct Scene {
     pub colour: usize,
     pub size: usize,
     pub position: usize,
-    pub background: usize,
+    /// Grey level of the background, any of 0-255: the contrast between shape and background
+    /// varies, so shape has to be learned apart from colour.
+    pub background: u8,
 }
 
 impl Scene {
@@ -57,11 +59,44 @@ impl Scene {
         )
     }
 
+    /// The caption without the colour, e.g. "a small triangle on the left".
+    pub fn caption_without_colour(&self) -> String {
+        format!(
+            "a {} {} {}",
+            SIZES[self.size].0, SHAPES[self.shape], POSITIONS[self.position].0
+        )
+    }
+
     /// Draw the scene at `side` x `side` pixels, with a little noise from `rng`.
     pub fn render(&self, side: usize, rng: &mut Rng) -> RgbImage {
+        let colour = COLOURS[self.colour]
+            .1
+            .map(|c| (c as f32 + rng.symmetric() * COLOUR_JITTER).clamp(0.0, 255.0));
+        self.render_in(colour, side, rng)
+    }
+
+    /// Draw the scene in a random colour that is none of the named ones' (for colour-free
+    /// captions: shape then has to be recognised whatever the colour).
+    pub fn render_unnamed_colour(&self, side: usize, rng: &mut Rng) -> RgbImage {
+        let bg = self.background as f32;
+        loop {
+            let colour = [rng.unit() * 255.0, rng.unit() * 255.0, rng.unit() * 255.0];
+            let contrast = colour.iter().map(|c| (c - bg).abs()).fold(0.0, f32::max);
+            let named = COLOURS.iter().any(|(_, named)| {
+                named
+                    .iter()
+                    .zip(&colour)
+                    .all(|(&n, c)| (n as f32 - c).abs() <= 2.0 * COLOUR_JITTER)
+            });
+            if contrast > 80.0 && !named {
+                return self.render_in(colour, side, rng);
+            }
+        }
+    }
+
+    fn render_in(&self, colour: [f32; 3], side: usize, rng: &mut Rng) -> RgbImage {
         let s = side as f32;
-        let bg = BACKGROUNDS[self.background];
-        let colour = COLOURS[self.colour].1;
+        let bg = self.background;
         let [fx, fy] = POSITIONS[self.position].1;
         let jitter = 0.05 * s;
         let (cx, cy) = (
@@ -80,7 +115,7 @@ impl Scene {
                 }
                 let noise = rng.symmetric() * 6.0;
                 for channel in colour {
-                    let v = bg as f32 * (1.0 - coverage) + channel as f32 * coverage + noise;
+                    let v = bg as f32 * (1.0 - coverage) + channel * coverage + noise;
                     data.push(v.clamp(0.0, 255.0) as u8);
                 }
             }
@@ -129,7 +164,7 @@ impl Scene {
                 colour: rng.below(COLOURS.len()),
                 size: rng.below(SIZES.len()),
                 position: rng.below(POSITIONS.len()),
-                background: rng.below(BACKGROUNDS.len()),
+                background: rng.below(256) as u8,
             };
             if split.contains(&scene) {
                 return scene;
@@ -170,6 +205,15 @@ pub struct Rng(u64);
 impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The whole state (for checkpoints); [`Rng::from_state`] continues from it.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -262,7 +306,7 @@ mod tests {
             colour: 2,
             size: 1,
             position: 4,
-            background: 0,
+            background: 235,
         };
         let a = scene.render(32, &mut Rng::new(1));
         let b = scene.render(32, &mut Rng::new(1));

@@ -1,23 +1,26 @@
-//! The contrastive training loop on synthetic image-caption data: batches of rendered scenes
-//! and captions, symmetric InfoNCE, AdamW with warm-up and cosine decay, periodic zero-shot
-//! evaluation on held-out colour-shape pairs, export as a Hugging Face CLIP directory.
+//! The contrastive training loop: batches of image-caption pairs (synthetic scenes or a data
+//! directory), symmetric InfoNCE, AdamW with warm-up and cosine decay, periodic evaluation on
+//! held-out data (zero-shot accuracy on unseen colour-shape pairs, retrieval recall), export as
+//! a Hugging Face CLIP directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
+use super::checkpoint::{self, TrainerState};
+use super::data::{load_image, CaptionDataset, Pair};
 use super::loss::clip_loss;
 use super::optim::{learning_rate, AdamW, AdamWConfig};
 use super::synthetic::{Rng, Scene, Split, COLOURS, POSITIONS, SHAPES, SIZES};
 use super::vocab::{self, train_tokenizer};
 use crate::config::{Activation, ClipConfig, PreprocessConfig, TextConfig, VisionConfig};
 use crate::error::{Error, Result};
-use crate::image::preprocess;
+use crate::image::{preprocess, RgbImage};
 use crate::model::{values, ClipModel, TokenBatch};
 use crate::pipeline::{block_on, Clip, ClipLoader, ModelFiles};
-use crate::tasks;
+use crate::tasks::{self, Ensemble};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::{export_safetensors, WeightDtype};
 
@@ -30,11 +33,21 @@ pub struct TrainConfig {
     pub warmup: u64,
     pub learning_rate: f64,
     pub optimizer: AdamWConfig,
+    /// Seeds parameter initialisation (burn's generator for the device, which is shared by the
+    /// whole process: start one training at a time for reproducible runs) and the data.
     pub seed: u64,
     /// Evaluate every this many steps (0: only at the end).
     pub eval_every: u64,
-    /// Held-out images per evaluation.
+    /// Held-out images per evaluation (synthetic data).
     pub eval_images: usize,
+    /// A `tokenizer.json` to reuse (e.g. CLIP's); `None` trains a BPE vocabulary of the
+    /// model's `vocab_size` on the captions.
+    pub tokenizer: Option<String>,
+    /// Write a checkpoint to `checkpoint_dir` every this many steps (0: never).
+    pub checkpoint_every: u64,
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from a checkpoint directory (its model, tokenizer, optimizer and data state).
+    pub resume: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -59,7 +72,7 @@ impl TrainConfig {
                     hidden_size: 64,
                     intermediate_size: 256,
                     num_attention_heads: 4,
-                    num_hidden_layers: 3,
+                    num_hidden_layers: 6,
                     image_size: 32,
                     patch_size: 8,
                     num_channels: 3,
@@ -77,14 +90,55 @@ impl TrainConfig {
             seed: 0,
             eval_every: 250,
             eval_images: 240,
+            tokenizer: None,
+            checkpoint_every: 0,
+            checkpoint_dir: None,
+            resume: None,
         }
     }
 }
 
-/// Zero-shot and retrieval results on held-out data.
+/// Where training pairs come from.
+pub enum TrainData {
+    /// The built-in synthetic scenes: batches of hard-negative groups from the training
+    /// colour-shape pairs, evaluated zero-shot on the held-out pairs.
+    Synthetic,
+    /// Image-caption pairs on disk; every tenth pair (at most 200) is held out for evaluation.
+    Captions(CaptionDataset),
+}
+
+impl TrainData {
+    /// The pairs to train on and the held-out pairs (a data directory's; none when synthetic).
+    fn split(&self) -> (Vec<&Pair>, Vec<&Pair>) {
+        let TrainData::Captions(dataset) = self else {
+            return (Vec::new(), Vec::new());
+        };
+        let holds_out = |i: usize| dataset.pairs.len() >= 20 && i % 10 == 9 && i / 10 < 200;
+        let (mut train, mut held_out) = (Vec::new(), Vec::new());
+        for (i, pair) in dataset.pairs.iter().enumerate() {
+            if holds_out(i) {
+                held_out.push(pair);
+            } else {
+                train.push(pair);
+            }
+        }
+        (train, held_out)
+    }
+
+    /// Every caption, for training a tokenizer.
+    fn captions(&self) -> Vec<String> {
+        match self {
+            TrainData::Synthetic => super::synthetic::all_captions(),
+            TrainData::Captions(dataset) => {
+                dataset.pairs.iter().map(|p| p.caption.clone()).collect()
+            }
+        }
+    }
+}
+
+/// Zero-shot accuracy on the synthetic scenes: each attribute classified on its own.
 #[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    pub step: u64,
+pub struct ZeroShot {
     /// Colour accuracy on held-out colour-shape pairs (chance: 1/6).
     pub colour_accuracy: f32,
     /// Shape accuracy on held-out colour-shape pairs (chance: 1/4).
@@ -93,10 +147,27 @@ pub struct Evaluation {
     pub seen_colour_accuracy: f32,
     /// Shape accuracy on colour-shape pairs seen in training.
     pub seen_shape_accuracy: f32,
+}
+
+/// Image-text retrieval on held-out pairs: a hit when a top-k item has the same caption.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recall {
+    pub pairs: usize,
     pub image_to_text_recall_at_1: f32,
     pub image_to_text_recall_at_5: f32,
     pub text_to_image_recall_at_1: f32,
     pub text_to_image_recall_at_5: f32,
+}
+
+/// One evaluation during training.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub step: u64,
+    /// Synthetic data only.
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub zero_shot: Option<ZeroShot>,
+    #[serde(flatten)]
+    pub recall: Recall,
 }
 
 /// One progress report.
@@ -118,6 +189,8 @@ pub struct Trained {
     pub preprocess: PreprocessConfig,
     pub weights: Vec<u8>,
     pub evaluations: Vec<Evaluation>,
+    /// Images of a data directory that failed to decode during training (skipped).
+    pub unreadable_during_training: usize,
     pub seconds: f64,
 }
 
@@ -153,78 +226,149 @@ impl Trained {
     }
 }
 
-/// A batch of synthetic pairs as tensors.
-fn batch(
+/// The share of synthetic scenes drawn in a colour with no name, captioned without a colour.
+const UNNAMED_COLOUR_FRACTION: f32 = 0.4;
+
+/// Draw `count` training pairs: hard-negative groups of synthetic scenes, each rendered at 1-4x
+/// the model's resolution and preprocessed like any input image (so that the model sees the
+/// resampling of larger pictures, as in the demo); or random pairs of a data directory.
+fn draw_pairs(
+    data: &[&Pair],
     rng: &mut Rng,
-    split: Split,
-    size: usize,
+    count: usize,
+    side: usize,
+    unreadable: &mut usize,
+) -> Result<Vec<(RgbImage, String)>> {
+    let mut pairs = Vec::with_capacity(count);
+    if data.is_empty() {
+        let mut scenes = Vec::with_capacity(count + 3);
+        while scenes.len() < count {
+            scenes.extend(Scene::group(rng, Split::Train));
+        }
+        for scene in &scenes[..count] {
+            let scale = 1 + rng.below(4);
+            if rng.unit() < UNNAMED_COLOUR_FRACTION {
+                let image = scene.render_unnamed_colour(side * scale, rng);
+                pairs.push((image, scene.caption_without_colour()));
+            } else {
+                pairs.push((scene.render(side * scale, rng), scene.caption()));
+            }
+        }
+        return Ok(pairs);
+    }
+    while pairs.len() < count {
+        let pair = data[rng.below(data.len())];
+        match load_image(&pair.image) {
+            Ok(image) => pairs.push((image, pair.caption.clone())),
+            // Checked on open, so this is a file changed since: skip it, unless it is all of them.
+            Err(e) => {
+                *unreadable += 1;
+                if *unreadable > data.len() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// Turn pairs into model inputs.
+fn to_tensors(
+    pairs: &[(RgbImage, String)],
     config: &ClipConfig,
     preprocess_config: &PreprocessConfig,
     tokenizer: &ClipTokenizer,
     device: &Device,
 ) -> Result<(Tensor<4>, TokenBatch)> {
     let side = config.vision.image_size;
-    let mut pixels = Vec::with_capacity(size * 3 * side * side);
-    let mut ids = Vec::with_capacity(size);
-    let mut scenes = Vec::with_capacity(size + 3);
-    while scenes.len() < size {
-        scenes.extend(Scene::group(rng, split));
+    let mut pixels = Vec::with_capacity(pairs.len() * 3 * side * side);
+    let mut ids = Vec::with_capacity(pairs.len());
+    for (image, caption) in pairs {
+        pixels.extend(preprocess(image, preprocess_config).0);
+        ids.push(tokenizer.encode(caption)?);
     }
-    scenes.truncate(size);
-    for scene in scenes {
-        pixels.extend(preprocess(&scene.render(side, rng), preprocess_config).0);
-        ids.push(tokenizer.encode(&scene.caption())?);
-    }
-    let pixels = Tensor::from_data(TensorData::new(pixels, [size, 3, side, side]), device);
+    let pixels = Tensor::from_data(
+        TensorData::new(pixels, [pairs.len(), 3, side, side]),
+        device,
+    );
     Ok((pixels, TokenBatch::new(&ids, &config.text, device)?))
 }
 
-/// Train on synthetic shapes; `on_step` receives progress every `report_every` steps,
-/// `on_eval` each evaluation.
-pub fn train_synthetic(
+/// Train on `data`; `on_step` receives progress every `report_every` steps, `on_eval` each
+/// evaluation.
+pub fn train(
     config: &TrainConfig,
+    data: &TrainData,
     device: &Device,
     report_every: u64,
     mut on_step: impl FnMut(&StepReport),
     mut on_eval: impl FnMut(&Evaluation),
 ) -> Result<Trained> {
     let start = Instant::now();
-    let captions = super::synthetic::all_captions();
-    let tokenizer_json = train_tokenizer(&captions, config.model.text.vocab_size)?;
+    let mut optimizer = AdamW::new(config.optimizer);
+    let train_device = device.clone().autodiff();
+    let resumed = match &config.resume {
+        Some(dir) => Some(checkpoint::read(dir, &mut optimizer, device)?),
+        None => None,
+    };
+    let tokenizer_json = match (&resumed, &config.tokenizer) {
+        (Some(resumed), _) => resumed.tokenizer_json.clone(),
+        (None, Some(json)) => json.clone(),
+        (None, None) => train_tokenizer(&data.captions(), config.model.text.vocab_size)?,
+    };
+    let text_config = resumed
+        .as_ref()
+        .map_or(&config.model.text, |r| &r.config.text);
     let tokenizer = ClipTokenizer::from_bytes(
         tokenizer_json.as_bytes(),
-        config.model.text.max_position_embeddings,
+        text_config.max_position_embeddings,
     )?;
-    let mut model_config = config.model.clone();
-    model_config.text.vocab_size = tokenizer.inner().get_vocab_size(true);
-    model_config.validate()?;
+    let (mut model, model_config, mut rng, first_step) = match resumed {
+        Some(resumed) => (
+            resumed.model,
+            resumed.config,
+            Rng::from_state(resumed.state.rng),
+            resumed.state.step,
+        ),
+        None => {
+            device.seed(config.seed);
+            let mut model_config = config.model.clone();
+            model_config.text.vocab_size = tokenizer.inner().get_vocab_size(true);
+            model_config.validate()?;
+            let model = ClipModel::new(&model_config, &train_device);
+            (model, model_config, Rng::new(config.seed), 0)
+        }
+    };
     let preprocess = PreprocessConfig::openai(model_config.vision.image_size);
-
-    device.seed(config.seed);
-    let train_device = device.clone().autodiff();
-    let mut model = ClipModel::new(&model_config, &train_device);
-    let mut optimizer = AdamW::new(config.optimizer);
-    let mut rng = Rng::new(config.seed);
+    let (train_pairs, held_out) = data.split();
     let mut evaluations = Vec::new();
+    let mut unreadable = 0;
     let mut window = (Instant::now(), 0usize);
 
-    let export = |model: &ClipModel, evaluations: Vec<Evaluation>| -> Result<Trained> {
+    let export = |model: &ClipModel, evaluations: Vec<Evaluation>, unreadable| -> Result<Trained> {
         Ok(Trained {
             config: model_config.clone(),
             tokenizer_json: tokenizer_json.clone(),
             preprocess: preprocess.clone(),
             weights: export_safetensors(model, WeightDtype::F32)?,
             evaluations,
+            unreadable_during_training: unreadable,
             seconds: start.elapsed().as_secs_f64(),
         })
     };
 
-    for step in 0..config.steps {
+    for step in first_step..config.steps {
         let lr = learning_rate(step, config.warmup, config.steps, config.learning_rate);
-        let (pixels, tokens) = batch(
+        let side = model_config.vision.image_size;
+        let pairs = draw_pairs(
+            &train_pairs,
             &mut rng,
-            Split::Train,
             config.batch_size,
+            side,
+            &mut unreadable,
+        )?;
+        let (pixels, tokens) = to_tensors(
+            &pairs,
             &model_config,
             &preprocess,
             &tokenizer,
@@ -251,22 +395,36 @@ pub fn train_synthetic(
             });
             window = (Instant::now(), 0);
         }
-        let evaluate_now = last || (config.eval_every > 0 && (step + 1) % config.eval_every == 0);
+        let every = |n: u64| n > 0 && (step + 1) % n == 0;
+        if let (true, false, Some(dir)) =
+            (every(config.checkpoint_every), last, &config.checkpoint_dir)
+        {
+            export(&model, Vec::new(), unreadable)?.write_dir(dir)?;
+            let state = TrainerState {
+                step: step + 1,
+                rng: rng.state(),
+            };
+            checkpoint::write_state(dir, &optimizer, state)?;
+        }
+        let evaluate_now = last || every(config.eval_every);
         if evaluate_now {
-            let trained = export(&model, Vec::new())?;
-            let clip = trained.load(device)?;
-            let evaluation = evaluate(&clip, step + 1, config.eval_images, config.seed)?;
+            let clip = export(&model, Vec::new(), unreadable)?.load(device)?;
+            let evaluation = match data {
+                TrainData::Synthetic => evaluate(&clip, step + 1, config.eval_images, config.seed)?,
+                TrainData::Captions(_) => evaluate_pairs(&clip, step + 1, &held_out)?,
+            };
             on_eval(&evaluation);
             evaluations.push(evaluation);
         }
     }
-    export(&model, evaluations)
+    export(&model, evaluations, unreadable)
 }
 
 /// Zero-shot colour and shape accuracy on held-out colour-shape pairs and on seen pairs, and
-/// image-text retrieval recall on fresh pairs. Each attribute is classified on its own, as
-/// zero-shot CLIP does: the labels are its values (e.g. the four shapes), each scored with a
-/// prompt ensemble over every value of the other attributes ("a small red {} on the left", ...).
+/// image-text retrieval on 100 fresh scenes. Each attribute is classified on its own with
+/// prompts: the labels are its values (e.g. the four shapes), each scored through every caption
+/// that has it ("a small red {} on the left", ...), with the probability ensemble (a softmax
+/// over all captions, summed per label).
 pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Evaluation> {
     let side = clip.config().vision.image_size;
     let mut rng = Rng::new(seed.wrapping_add(0x5eed));
@@ -289,15 +447,17 @@ pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Eval
         captions_with(&|size, colour, _, pos| format!("a {size} {colour} {{}} {pos}"));
     let colour_templates =
         captions_with(&|size, _, shape, pos| format!("a {size} {{}} {shape} {pos}"));
-    let shape_labels = block_on(clip.embed_labels(&SHAPES, &shape_templates))?;
+    let shape_prompts = block_on(clip.embed_prompts(&SHAPES, &shape_templates))?;
     let colour_names: Vec<&str> = COLOURS.iter().map(|(name, _)| *name).collect();
-    let colour_labels = block_on(clip.embed_labels(&colour_names, &colour_templates))?;
-    let best = |embedding: &[f32], labels: &[Vec<f32>]| -> usize {
-        (0..labels.len())
-            .max_by(|&a, &b| {
-                tasks::dot(embedding, &labels[a]).total_cmp(&tasks::dot(embedding, &labels[b]))
-            })
-            .expect("labels are not empty")
+    let colour_prompts = block_on(clip.embed_prompts(&colour_names, &colour_templates))?;
+    let scale = clip.logit_scale();
+    let best = |embedding: &[f32], names: &[&str], prompts: &[Vec<Vec<f32>>]| -> usize {
+        let scores =
+            tasks::ensemble_scores(embedding, names, prompts, scale, Ensemble::Probability);
+        names
+            .iter()
+            .position(|n| *n == scores[0].label)
+            .expect("a known label")
     };
 
     let mut accuracy = |split: Split| -> Result<(f32, f32)> {
@@ -308,8 +468,9 @@ pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Eval
         let embeddings = block_on(clip.embed_images(&rendered))?;
         let (mut colour_hits, mut shape_hits) = (0, 0);
         for (scene, embedding) in scenes.iter().zip(&embeddings) {
-            colour_hits += (best(embedding, &colour_labels) == scene.colour) as usize;
-            shape_hits += (best(embedding, &shape_labels) == scene.shape) as usize;
+            colour_hits +=
+                (best(embedding, &colour_names, &colour_prompts) == scene.colour) as usize;
+            shape_hits += (best(embedding, &SHAPES, &shape_prompts) == scene.shape) as usize;
         }
         let n = images.max(1) as f32;
         Ok((colour_hits as f32 / n, shape_hits as f32 / n))
@@ -317,42 +478,66 @@ pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Eval
     let (colour_accuracy, shape_accuracy) = accuracy(Split::HeldOut)?;
     let (seen_colour_accuracy, seen_shape_accuracy) = accuracy(Split::Train)?;
 
-    // Retrieval on fresh pairs from both splits: 100 images against their 100 captions.
-    let count = 100;
-    let scenes: Vec<Scene> = (0..count)
+    // Retrieval on fresh scenes from both splits.
+    let scenes: Vec<Scene> = (0..100)
         .map(|i| {
-            Scene::random(
-                &mut rng,
-                if i % 2 == 0 {
-                    Split::Train
-                } else {
-                    Split::HeldOut
-                },
-            )
+            let split = if i % 2 == 0 {
+                Split::Train
+            } else {
+                Split::HeldOut
+            };
+            Scene::random(&mut rng, split)
         })
         .collect();
     let rendered: Vec<_> = scenes.iter().map(|s| s.render(side, &mut rng)).collect();
-    let image_embeddings = block_on(clip.embed_images(&rendered))?;
     let captions: Vec<String> = scenes.iter().map(Scene::caption).collect();
-    let text_embeddings = block_on(clip.embed_texts(&captions))?;
-    // A hit when the retrieved item has the same caption (identical captions are equivalent).
-    let recall = |queries: &[Vec<f32>], keys: &[Vec<f32>], k: usize| -> Result<f32> {
+    Ok(Evaluation {
+        step,
+        zero_shot: Some(ZeroShot {
+            colour_accuracy,
+            shape_accuracy,
+            seen_colour_accuracy,
+            seen_shape_accuracy,
+        }),
+        recall: recall(clip, &rendered, &captions)?,
+    })
+}
+
+/// Retrieval recall on the held-out pairs of a data directory.
+fn evaluate_pairs(clip: &Clip, step: u64, held_out: &[&Pair]) -> Result<Evaluation> {
+    let mut images = Vec::new();
+    let mut captions = Vec::new();
+    for pair in held_out {
+        if let Ok(image) = load_image(&pair.image) {
+            images.push(image);
+            captions.push(pair.caption.clone());
+        }
+    }
+    Ok(Evaluation {
+        step,
+        zero_shot: None,
+        recall: recall(clip, &images, &captions)?,
+    })
+}
+
+/// Image-to-text and text-to-image recall@1 and @5 of matching pairs; identical captions count
+/// as equivalent.
+fn recall(clip: &Clip, images: &[RgbImage], captions: &[String]) -> Result<Recall> {
+    let image_embeddings = block_on(clip.embed_images(images))?;
+    let text_embeddings = block_on(clip.embed_texts(captions))?;
+    let at = |queries: &[Vec<f32>], keys: &[Vec<f32>], k: usize| -> Result<f32> {
         let mut hits = 0;
         for (i, q) in queries.iter().enumerate() {
             let top = tasks::rank(q, keys, k)?;
             hits += top.iter().any(|h| captions[h.index] == captions[i]) as usize;
         }
-        Ok(hits as f32 / queries.len() as f32)
+        Ok(hits as f32 / queries.len().max(1) as f32)
     };
-    Ok(Evaluation {
-        step,
-        colour_accuracy,
-        shape_accuracy,
-        seen_colour_accuracy,
-        seen_shape_accuracy,
-        image_to_text_recall_at_1: recall(&image_embeddings, &text_embeddings, 1)?,
-        image_to_text_recall_at_5: recall(&image_embeddings, &text_embeddings, 5)?,
-        text_to_image_recall_at_1: recall(&text_embeddings, &image_embeddings, 1)?,
-        text_to_image_recall_at_5: recall(&text_embeddings, &image_embeddings, 5)?,
+    Ok(Recall {
+        pairs: captions.len(),
+        image_to_text_recall_at_1: at(&image_embeddings, &text_embeddings, 1)?,
+        image_to_text_recall_at_5: at(&image_embeddings, &text_embeddings, 5)?,
+        text_to_image_recall_at_1: at(&text_embeddings, &image_embeddings, 1)?,
+        text_to_image_recall_at_5: at(&text_embeddings, &image_embeddings, 5)?,
     })
 }

@@ -200,8 +200,11 @@ pub fn decode_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     })
 }
 
-/// Serialize tensors (name, dtype, shape, little-endian bytes) as a safetensors file.
-pub fn serialize(tensors: &[(String, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+/// One tensor to write: name, dtype (e.g. `"F32"`), shape, little-endian bytes.
+pub type Entry<'a> = (String, &'a str, Vec<usize>, Vec<u8>);
+
+/// Serialize tensors as a safetensors file.
+pub fn serialize(tensors: &[Entry<'_>]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     header.insert(
         "__metadata__".into(),

@@ -1,0 +1,199 @@
+//! Image-caption data on disk: a directory with `captions.jsonl` (`{"image": ..., "caption": ...}`
+//! per line) or a CSV/TSV with `filepath` and `caption` (or `title`) columns, the layout of
+//! open_clip's CSV loader. Lines with empty captions or unreadable images are skipped and
+//! counted, never fatal.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::image::RgbImage;
+
+/// One image-caption pair on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub image: PathBuf,
+    pub caption: String,
+}
+
+/// What was skipped while reading a dataset, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SkipCounts {
+    /// Lines whose caption is empty or only whitespace.
+    pub empty_captions: usize,
+    /// Images that are missing or do not decode.
+    pub unreadable_images: usize,
+    /// Lines that do not parse (bad JSON, missing columns).
+    pub malformed_lines: usize,
+}
+
+/// A directory of image-caption pairs, checked on open: every image listed is decoded once.
+#[derive(Debug, Clone)]
+pub struct CaptionDataset {
+    pub pairs: Vec<Pair>,
+    pub skipped: SkipCounts,
+}
+
+impl CaptionDataset {
+    /// Open `path`: a directory holding `captions.jsonl` (or `captions.csv` / `captions.tsv`),
+    /// or the index file itself. Image paths are relative to the index file's directory.
+    pub fn open(path: &Path) -> Result<Self> {
+        let index = if path.is_dir() {
+            ["captions.jsonl", "captions.csv", "captions.tsv"]
+                .iter()
+                .map(|name| path.join(name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    Error::Input(format!(
+                        "{}: no captions.jsonl, captions.csv or captions.tsv in this directory",
+                        path.display()
+                    ))
+                })?
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let base = index.parent().unwrap_or(Path::new("."));
+        let mut skipped = SkipCounts::default();
+        let rows = if index.extension().is_some_and(|e| e == "jsonl") {
+            parse_jsonl(&text, &mut skipped)
+        } else {
+            parse_csv(&text, &mut skipped)
+                .map_err(|m| Error::Input(format!("{}: {m}", index.display())))?
+        };
+        let mut pairs = Vec::with_capacity(rows.len());
+        for (image, caption) in rows {
+            if caption.trim().is_empty() {
+                skipped.empty_captions += 1;
+                continue;
+            }
+            let image = base.join(image);
+            if load_image(&image).is_err() {
+                skipped.unreadable_images += 1;
+                continue;
+            }
+            pairs.push(Pair {
+                image,
+                caption: caption.trim().to_string(),
+            });
+        }
+        if pairs.is_empty() {
+            return Err(Error::Input(format!(
+                "{}: no usable image-caption pairs (skipped: {skipped:?})",
+                index.display()
+            )));
+        }
+        Ok(Self { pairs, skipped })
+    }
+}
+
+/// Read and decode one image file.
+pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    RgbImage::decode(&bytes).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
+}
+
+fn parse_jsonl(text: &str, skipped: &mut SkipCounts) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) => {
+                skipped.malformed_lines += 1;
+                continue;
+            }
+        };
+        match (value["image"].as_str(), value["caption"].as_str()) {
+            (Some(image), Some(caption)) => rows.push((image.to_string(), caption.to_string())),
+            (Some(_), None) if value["caption"].is_null() => {
+                skipped.empty_captions += 1;
+            }
+            _ => skipped.malformed_lines += 1,
+        }
+    }
+    rows
+}
+
+/// A CSV (or, when the header has tabs, TSV) with a header naming the columns.
+fn parse_csv(
+    text: &str,
+    skipped: &mut SkipCounts,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut lines = text.lines();
+    let header = lines.next().ok_or("the file is empty")?;
+    let separator = if header.contains('\t') { '\t' } else { ',' };
+    let columns = split_record(header, separator);
+    let find = |names: &[&str]| columns.iter().position(|c| names.contains(&c.trim()));
+    let image_column = find(&["filepath", "image"]).ok_or("the header has no filepath column")?;
+    let caption_column =
+        find(&["caption", "title"]).ok_or("the header has no caption or title column")?;
+    let mut rows = Vec::new();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let fields = split_record(line, separator);
+        match (fields.get(image_column), fields.get(caption_column)) {
+            (Some(image), Some(caption)) => rows.push((image.clone(), caption.clone())),
+            (Some(_), None) => skipped.empty_captions += 1,
+            _ => skipped.malformed_lines += 1,
+        }
+    }
+    Ok(rows)
+}
+
+/// Split one record, honouring double quotes (`""` inside quotes is a literal quote).
+fn split_record(line: &str, separator: char) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("never empty");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => fields.push(String::new()),
+            c => field.push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_records_keep_quoted_separators() {
+        assert_eq!(
+            split_record(r#"a.png,"a red, round ""thing""""#, ','),
+            ["a.png", r#"a red, round "thing""#]
+        );
+        assert_eq!(
+            split_record("a.png\tone\ttwo", '\t'),
+            ["a.png", "one", "two"]
+        );
+    }
+
+    #[test]
+    fn csv_columns_are_found_by_name() {
+        let mut skipped = SkipCounts::default();
+        let rows = parse_csv("title,filepath\nhello,x.png\nonly\n", &mut skipped).unwrap();
+        assert_eq!(rows, [("x.png".to_string(), "hello".to_string())]);
+        assert_eq!(skipped.malformed_lines, 1);
+        assert!(parse_csv("path,text\n", &mut skipped).is_err());
+    }
+
+    #[test]
+    fn jsonl_counts_malformed_lines() {
+        let mut skipped = SkipCounts::default();
+        let rows = parse_jsonl(
+            "{\"image\": \"a.png\", \"caption\": \"x\"}\nnot json\n{\"caption\": \"y\"}\n{\"image\": \"b.png\"}\n",
+            &mut skipped,
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(skipped.malformed_lines, 2);
+        assert_eq!(skipped.empty_captions, 1);
+    }
+}
