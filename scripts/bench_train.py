@@ -47,7 +47,7 @@ def torch_step_ms(config: CLIPConfig, batch: int, runs: int) -> float:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     for _ in range(3):
         step()

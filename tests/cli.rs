@@ -248,8 +248,8 @@ fn train_on_a_data_directory_skips_and_counts_bad_pairs() {
         &data_arg,
         "--out",
         &out_arg,
-        "--steps",
-        "2",
+        "--epochs",
+        "1",
         "--batch-size",
         "4",
         "--eval-every",
@@ -257,6 +257,8 @@ fn train_on_a_data_directory_skips_and_counts_bad_pairs() {
     ]);
     assert!(ok, "{stderr}");
     assert_eq!(json["evaluations"][0]["pairs"], 2);
+    // One epoch: 23 training pairs in batches of 4.
+    assert_eq!(json["evaluations"][0]["step"], 6, "{stderr}");
     std::fs::remove_dir_all(&data).unwrap();
 }
 

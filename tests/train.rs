@@ -223,7 +223,9 @@ fn short_run() -> TrainConfig {
 
 #[test]
 fn a_short_run_lowers_the_loss_deterministically_and_exports() {
-    let _turn = ONE_TRAINING_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_TRAINING_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let device = Backend::Cpu.device().unwrap();
     let config = short_run();
     let run = || {
@@ -275,7 +277,9 @@ fn a_short_run_lowers_the_loss_deterministically_and_exports() {
 
 #[test]
 fn a_resumed_run_continues_exactly_where_its_checkpoint_was_taken() {
-    let _turn = ONE_TRAINING_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_TRAINING_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let device = Backend::Cpu.device().unwrap();
     let dir = std::env::temp_dir().join(format!("webclip-checkpoint-{}", std::process::id()));
     let mut config = short_run();

@@ -231,6 +231,9 @@ struct TrainArgs {
     tokenizer: Option<PathBuf>,
     #[arg(long, default_value_t = 1000)]
     steps: u64,
+    /// Train for this many passes over a data directory's training pairs (sets --steps).
+    #[arg(long, requires = "data")]
+    epochs: Option<f64>,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Peak learning rate (linear warm-up, then cosine decay).
@@ -310,6 +313,12 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
         }
         None => (TrainData::Synthetic, None),
     };
+    if let Some(epochs) = args.epochs {
+        let pairs = data.split().0.len() as f64;
+        config.steps = (epochs * pairs / config.batch_size.max(1) as f64)
+            .ceil()
+            .max(1.0) as u64;
+    }
     let device = Backend::parse(&args.device)?.device()?;
     let bar = ProgressBar::new(config.steps).with_style(
         ProgressStyle::with_template(

@@ -109,7 +109,7 @@ pub enum TrainData {
 
 impl TrainData {
     /// The pairs to train on and the held-out pairs (a data directory's; none when synthetic).
-    fn split(&self) -> (Vec<&Pair>, Vec<&Pair>) {
+    pub fn split(&self) -> (Vec<&Pair>, Vec<&Pair>) {
         let TrainData::Captions(dataset) = self else {
             return (Vec::new(), Vec::new());
         };
