@@ -100,3 +100,9 @@ export class Clip {
 
 /** Delete every cached model file. */
 export function clearCache(): Promise<void>;
+
+/**
+ * Bytes of WebAssembly memory in use by webclip (0 before the first model loads). Wasm memory
+ * only grows, so after a load this is the peak of the load; on the CPU device it holds the weights.
+ */
+export function wasmMemoryBytes(): number;

@@ -7,17 +7,26 @@ const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 const CACHE_NAME = 'webclip-v1';
 
 let wasmReady;
+let wasmExports;
 function loadWasm() {
   wasmReady ??= (async () => {
     const url = new URL('./webclip_wasm_bg.wasm', import.meta.url);
     if (isNode) {
       const { readFile } = await import('node:fs/promises');
-      await initWasm({ module_or_path: await readFile(url) });
+      wasmExports = await initWasm({ module_or_path: await readFile(url) });
     } else {
-      await initWasm({ module_or_path: url });
+      wasmExports = await initWasm({ module_or_path: url });
     }
   })();
   return wasmReady;
+}
+
+/**
+ * Bytes of WebAssembly memory in use by webclip (0 before the first model loads). Wasm memory
+ * only grows, so after a load this is the peak of the load; on the CPU device it holds the weights.
+ */
+export function wasmMemoryBytes() {
+  return wasmExports?.memory?.buffer.byteLength ?? 0;
 }
 
 /** An error from webclip, with a stable `code` (E_FETCH, E_TRUNCATED, E_FORMAT, E_SHAPE, E_INPUT, ...). */

@@ -147,3 +147,25 @@ test('with WebGPU (SwiftShader): matches the reference within 1e-3', { timeout: 
     assert.ok(diff <= 1e-3, `image ${i}: max abs diff ${diff}`);
   });
 });
+
+test('inside a Web Worker: loads, embeds texts and image Blobs, matches the reference', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const result = await page.evaluate(async ({ base, texts, files }) => {
+    const images = await Promise.all(files.map((f) => fetch(`/tests/fixtures/images/${f}`).then((r) => r.blob())));
+    const worker = new Worker('/tests/js/browser/worker.js', { type: 'module' });
+    const reply = await new Promise((resolve, reject) => {
+      worker.onmessage = ({ data }) => resolve(data);
+      worker.onerror = (e) => reject(new Error(e.message));
+      worker.postMessage({ base, texts, images });
+    });
+    worker.terminate();
+    return reply;
+  }, { base: server.url + MODEL, texts: reference.texts, files: reference.images });
+  assert.equal(result.error, undefined, result.message);
+  assert.equal(result.device, 'cpu');
+  checkTexts(result, 1e-4);
+  result.images.forEach((e, i) => {
+    const diff = maxAbsDiff(e, reference.image_embeds[i]);
+    assert.ok(diff <= 1e-4, `image ${i}: max abs diff ${diff}`);
+  });
+});
