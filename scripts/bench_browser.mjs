@@ -12,11 +12,10 @@
 // ViT-B/32 shape, write a random-init one with
 // `webclip train --config <B/32 config.json> --steps 0 --out DIR` and pass --model DIR.
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { sendFile, serveStatic } from './serve.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -48,15 +47,9 @@ const server = await serveStatic(root, {
 });
 
 async function measure(device) {
-  const userDataDir = await mkdtemp(join(tmpdir(), 'webclip-bench-'));
-  const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--disable-quic'];
-  if (device === 'webgpu') args.push('--enable-unsafe-webgpu');
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROME_PATH || '/usr/bin/chromium', headless: true, args,
-  });
+  const browser = await launchChromium({ webgpu: device === 'webgpu' });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
+    const { page } = browser;
     await page.goto(`${server.url}/scripts/bench/page.html`);
     await page.waitForFunction(() => window.ready === true);
     return await page.evaluate(async ({ device, runs }) => {
@@ -106,8 +99,7 @@ async function measure(device) {
       };
     }, { device, runs });
   } finally {
-    await context.close();
-    await rm(userDataDir, { recursive: true, force: true });
+    await browser.close();
   }
 }
 

@@ -8,11 +8,11 @@
 // (`webclip train --steps 0` on a 12-layer, 512-wide config) into test-artifacts/.
 // Wasm memory only grows, so its size after the load is the peak of the load.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir, homedir } from 'node:os';
+import { stat, writeFile, mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { serveStatic } from './serve.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -37,15 +37,9 @@ async function makeModel() {
 const modelDir = resolve(process.argv[2] ?? await makeModel());
 const weights = (await stat(join(modelDir, 'model.safetensors'))).size;
 const server = await serveStatic(root);
-const userDataDir = await mkdtemp(join(tmpdir(), 'webclip-memory-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROME_PATH || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--disable-quic'],
-});
+const browser = await launchChromium();
 try {
-  const page = context.pages()[0] ?? await context.newPage();
+  const { page } = browser;
   await page.goto(`${server.url}/tests/js/browser/index.html`);
   await page.waitForFunction(() => window.ready === true);
   const result = await page.evaluate(async (base) => {
@@ -67,7 +61,6 @@ try {
   console.log(`wasm memory: ${mb(result.before)} before, ${mb(result.after)} after (peak)`);
   console.log(`growth during the load: ${mb(grown)} = ${(grown / weights).toFixed(2)}x the weights file (goal <= 1.5x)`);
 } finally {
-  await context.close();
-  await rm(userDataDir, { recursive: true, force: true });
+  await browser.close();
   await server.close();
 }

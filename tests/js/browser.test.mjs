@@ -2,11 +2,10 @@
 // 127.0.0.1: WebGPU (SwiftShader) and CPU, streaming with progress, the cache, and errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../../scripts/chromium.mjs';
 import { startServer } from './browser/server.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -18,17 +17,9 @@ let server;
 const browsers = [];
 
 async function openPage({ webgpu }) {
-  const userDataDir = await mkdtemp(join(tmpdir(), 'webclip-chromium-'));
-  const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--disable-quic'];
-  if (webgpu) args.push('--enable-unsafe-webgpu');
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROME_PATH || '/usr/bin/chromium',
-    headless: true,
-    args,
-  });
-  browsers.push({ context, userDataDir });
-  const page = context.pages()[0] ?? await context.newPage();
+  const browser = await launchChromium({ webgpu });
+  browsers.push(browser);
+  const { page } = browser;
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(`${server.url}/tests/js/browser/index.html`);
   await page.waitForFunction(() => window.ready === true);
@@ -68,10 +59,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const { context, userDataDir } of browsers) {
-    await context.close().catch(() => {});
-    await rm(userDataDir, { recursive: true, force: true });
-  }
+  for (const browser of browsers) await browser.close();
   await server?.close();
 });
 

@@ -4,11 +4,10 @@
 // Screenshots go to test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../../scripts/chromium.mjs';
 import { serveStatic } from '../../scripts/serve.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -19,29 +18,20 @@ const SHAPES = ['circle', 'square', 'triangle', 'cross'];
 const COLOURS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'];
 
 let server;
-let context;
-let userDataDir;
+let browser;
 let page;
 const pageErrors = [];
 
 before(async () => {
   server = await serveStatic(join(root, 'www'));
-  userDataDir = await mkdtemp(join(tmpdir(), 'webclip-demo-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROME_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-quic'],
-    viewport: { width: 1100, height: 900 },
-  });
-  page = context.pages()[0] ?? await context.newPage();
+  browser = await launchChromium({ viewport: { width: 1100, height: 900 } });
+  page = browser.page;
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await mkdir(artifacts, { recursive: true });
 });
 
 after(async () => {
-  await context?.close().catch(() => {});
-  if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+  await browser?.close();
   await server?.close();
 });
 
