@@ -15,14 +15,13 @@ Needs: pip install torch transformers
 import argparse
 import json
 import os
-import statistics
 import subprocess
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # otherwise torch spins and skews timings
 
 import torch  # noqa: E402
+from bench_reference import median_ms  # noqa: E402  (same directory)
 from transformers import CLIPConfig, CLIPModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,14 +48,7 @@ def torch_step_ms(config: CLIPConfig, batch: int, runs: int) -> float:
         optimizer.step()
         return loss.item()
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return median_ms(step, runs, warmup=3)
 
 
 def main():
