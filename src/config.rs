@@ -162,9 +162,9 @@ impl ClipConfig {
             max_position_embeddings: text.usize_or("max_position_embeddings", 77)?,
             hidden_act: text.activation_or("hidden_act", Activation::QuickGelu)?,
             layer_norm_eps: text.f64_or("layer_norm_eps", 1e-5)?,
-            bos_token_id: text.usize_or("bos_token_id", 49406)? as u32,
-            eos_token_id: text.usize_or("eos_token_id", 49407)? as u32,
-            pad_token_id: text.usize_or("pad_token_id", 1)? as u32,
+            bos_token_id: text.u32_or("bos_token_id", 49406)?,
+            eos_token_id: text.u32_or("eos_token_id", 49407)?,
+            pad_token_id: text.u32_or("pad_token_id", 1)?,
         };
         let vision = VisionConfig {
             hidden_size: vision.usize_or("hidden_size", 768)?,
@@ -187,7 +187,9 @@ impl ClipConfig {
         Ok(config)
     }
 
-    /// Check that the sizes fit together (heads divide widths, patches tile the image).
+    /// Check every value before anything is allocated: sizes positive and within
+    /// [`SIZE_LIMITS`], heads dividing widths, patches tiling the image, token ids inside the
+    /// vocabulary, finite positive epsilons, and a parameter count that fits in memory.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, message: String| {
             Err(Error::Config {
@@ -197,22 +199,85 @@ impl ClipConfig {
         };
         let t = &self.text;
         let v = &self.vision;
-        for (field, value) in [
-            ("text_config.vocab_size", t.vocab_size),
-            ("text_config.hidden_size", t.hidden_size),
-            ("text_config.num_attention_heads", t.num_attention_heads),
+        let l = &SIZE_LIMITS;
+        for (field, value, max) in [
+            ("text_config.vocab_size", t.vocab_size, l.vocab),
+            ("text_config.hidden_size", t.hidden_size, l.width),
+            (
+                "text_config.intermediate_size",
+                t.intermediate_size,
+                l.width * 8,
+            ),
+            (
+                "text_config.num_attention_heads",
+                t.num_attention_heads,
+                l.width,
+            ),
             (
                 "text_config.max_position_embeddings",
                 t.max_position_embeddings,
+                l.positions,
             ),
-            ("vision_config.hidden_size", v.hidden_size),
-            ("vision_config.num_attention_heads", v.num_attention_heads),
-            ("vision_config.patch_size", v.patch_size),
-            ("vision_config.num_channels", v.num_channels),
-            ("projection_dim", self.projection_dim),
+            ("vision_config.hidden_size", v.hidden_size, l.width),
+            (
+                "vision_config.intermediate_size",
+                v.intermediate_size,
+                l.width * 8,
+            ),
+            (
+                "vision_config.num_attention_heads",
+                v.num_attention_heads,
+                l.width,
+            ),
+            ("vision_config.image_size", v.image_size, l.image_side),
+            ("vision_config.patch_size", v.patch_size, l.image_side),
+            ("projection_dim", self.projection_dim, l.width),
         ] {
             if value == 0 {
                 return bad(field, "must be positive".into());
+            }
+            if value > max {
+                return bad(field, format!("{value} exceeds the limit of {max}"));
+            }
+        }
+        for (field, value) in [
+            ("text_config.num_hidden_layers", t.num_hidden_layers),
+            ("vision_config.num_hidden_layers", v.num_hidden_layers),
+        ] {
+            if value > l.layers {
+                return bad(field, format!("{value} exceeds the limit of {}", l.layers));
+            }
+        }
+        if v.num_channels != 3 {
+            return bad(
+                "vision_config.num_channels",
+                format!("{} (images are RGB: must be 3)", v.num_channels),
+            );
+        }
+        for (field, eps) in [
+            ("text_config.layer_norm_eps", t.layer_norm_eps),
+            ("vision_config.layer_norm_eps", v.layer_norm_eps),
+        ] {
+            if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
+                return bad(field, format!("{eps} is not a small positive number"));
+            }
+        }
+        if !self.logit_scale_init_value.is_finite() || self.logit_scale_init_value.abs() > 100.0 {
+            return bad(
+                "logit_scale_init_value",
+                format!("{} is not a finite log scale", self.logit_scale_init_value),
+            );
+        }
+        for (field, id) in [
+            ("text_config.bos_token_id", t.bos_token_id),
+            ("text_config.eos_token_id", t.eos_token_id),
+            ("text_config.pad_token_id", t.pad_token_id),
+        ] {
+            if id as usize >= t.vocab_size {
+                return bad(
+                    field,
+                    format!("{id} is outside the vocabulary of {} tokens", t.vocab_size),
+                );
             }
         }
         if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
@@ -239,13 +304,57 @@ impl ClipConfig {
                 format!("{} does not tile image_size {}", v.patch_size, v.image_size),
             );
         }
+        if v.num_positions() > l.positions {
+            return bad(
+                "vision_config.patch_size",
+                format!(
+                    "{} patches of {} exceed the limit of {} positions",
+                    v.num_positions() - 1,
+                    v.patch_size,
+                    l.positions
+                ),
+            );
+        }
         if t.max_position_embeddings < 2 {
             return bad(
                 "text_config.max_position_embeddings",
                 "must leave room for the start and end tokens".into(),
             );
         }
+        let parameters = self.parameter_count();
+        // Each parameter is an f32: the model must also fit the address space (4 GiB on wasm32).
+        let limit = l.parameters.min(usize::MAX as u64 / 4);
+        if parameters > limit {
+            return Err(Error::Config {
+                file: CONFIG,
+                message: format!(
+                    "the sizes imply {parameters} parameters, more than the limit of {limit}"
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// The number of parameters these sizes imply (saturating; call after the size checks).
+    pub fn parameter_count(&self) -> u64 {
+        let (t, v) = (&self.text, &self.vision);
+        let n = |x: usize| x as u64;
+        let layer = |hidden: usize, intermediate: usize| {
+            let (h, i) = (n(hidden), n(intermediate));
+            4 * (h * h + h) + 2 * h * i + i + h + 4 * h
+        };
+        let text = n(t.vocab_size) * n(t.hidden_size)
+            + n(t.max_position_embeddings) * n(t.hidden_size)
+            + n(t.num_hidden_layers) * layer(t.hidden_size, t.intermediate_size)
+            + 2 * n(t.hidden_size);
+        let patch = n(v.num_channels) * n(v.patch_size) * n(v.patch_size);
+        let vision = patch * n(v.hidden_size)
+            + n(v.hidden_size)
+            + n(v.num_positions()) * n(v.hidden_size)
+            + n(v.num_hidden_layers) * layer(v.hidden_size, v.intermediate_size)
+            + 4 * n(v.hidden_size);
+        let projections = n(self.projection_dim) * n(t.hidden_size + v.hidden_size);
+        text + vision + projections + 1
     }
 
     /// Write this config as a Hugging Face `config.json` that `transformers` loads.
@@ -395,12 +504,60 @@ impl PreprocessConfig {
         } else {
             None
         };
-        Ok(Self {
+        let config = Self {
             shortest_edge,
             crop,
             rescale_factor,
             mean_std,
-        })
+        };
+        config.validate(image_size)?;
+        Ok(config)
+    }
+
+    /// Check the values against a model whose input is `image_size` pixels square: sizes
+    /// positive and bounded, the crop equal to the model's input, finite factors, nonzero stds.
+    pub fn validate(&self, image_size: usize) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(Error::Config {
+                file: PREPROCESSOR,
+                message: format!("`{field}`: {message}"),
+            })
+        };
+        let max = SIZE_LIMITS.image_side;
+        let sizes = [
+            ("size.shortest_edge", self.shortest_edge),
+            ("crop_size.height", self.crop.map(|c| c.0)),
+            ("crop_size.width", self.crop.map(|c| c.1)),
+        ];
+        for (field, value) in sizes {
+            match value {
+                Some(0) => return bad(field, "must be positive".into()),
+                Some(n) if n > max => {
+                    return bad(field, format!("{n} exceeds the limit of {max} pixels"))
+                }
+                _ => {}
+            }
+        }
+        if let Some((h, w)) = self.crop {
+            if (h, w) != (image_size, image_size) {
+                return bad(
+                    "crop_size",
+                    format!("{w}x{h} differs from the model's image_size {image_size}"),
+                );
+            }
+        }
+        if let Some(f) = self.rescale_factor.filter(|f| !f.is_finite()) {
+            return bad("rescale_factor", format!("{f} is not a finite number"));
+        }
+        if let Some((mean, std)) = self.mean_std {
+            if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+                return bad("image_mean", format!("{m} is not a finite number"));
+            }
+            if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
+                return bad("image_std", format!("{s} is not a finite nonzero number"));
+            }
+        }
+        Ok(())
     }
 
     /// Write this as a `preprocessor_config.json` for `CLIPImageProcessor`.
@@ -424,6 +581,33 @@ impl PreprocessConfig {
         serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
     }
 }
+
+/// Upper bounds on a config's sizes, far above any published CLIP model and low enough that
+/// size arithmetic cannot overflow, also on 32-bit wasm.
+pub struct SizeLimits {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Hidden and projection widths and head counts (intermediate sizes: 8x this).
+    pub width: usize,
+    /// Layers per tower.
+    pub layers: usize,
+    /// Text context length and image patches (+1).
+    pub positions: usize,
+    /// Image side in pixels (model input and preprocessing sizes).
+    pub image_side: usize,
+    /// Parameters in the whole model.
+    pub parameters: u64,
+}
+
+/// The limits [`ClipConfig::validate`] and [`PreprocessConfig::validate`] apply.
+pub const SIZE_LIMITS: SizeLimits = SizeLimits {
+    vocab: 1 << 22,
+    width: 1 << 14,
+    layers: 256,
+    positions: 1 << 14,
+    image_side: 4096,
+    parameters: 20_000_000_000,
+};
 
 const CONFIG: &str = "config.json";
 const PREPROCESSOR: &str = "preprocessor_config.json";
@@ -476,6 +660,16 @@ impl<'a> Fields<'a> {
                 .as_u64()
                 .map(|n| n as usize)
                 .ok_or_else(|| self.wrong_type(key, "a non-negative integer")),
+        }
+    }
+
+    fn u32_or(&self, key: &str, default: u32) -> Result<u32> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| self.wrong_type(key, "an integer from 0 to 4294967295")),
         }
     }
 

@@ -67,6 +67,14 @@ pub enum Error {
     /// The compute backend failed (device creation, reading a tensor back).
     #[error("backend: {0}")]
     Backend(String),
+
+    /// Memory ran out (reported instead of aborting where webclip allocates large buffers).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+
+    /// A training checkpoint is incomplete or corrupt.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
 }
 
 impl Error {
@@ -84,6 +92,8 @@ impl Error {
             Error::Input(_) => "E_INPUT",
             Error::Io { .. } => "E_IO",
             Error::Backend(_) => "E_BACKEND",
+            Error::OutOfMemory(_) => "E_MEMORY",
+            Error::Checkpoint { .. } => "E_CHECKPOINT",
         }
     }
 

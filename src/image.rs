@@ -2,6 +2,8 @@
 //! resize, center crop, rescale, normalize), reproducing the Python reference (PIL + torchvision)
 //! bit for bit up to the final float arithmetic.
 
+use std::ops::Range;
+
 use crate::config::PreprocessConfig;
 use crate::error::{Error, Result};
 
@@ -13,14 +15,61 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-impl RgbImage {
-    /// Wrap RGB bytes, checking the length.
-    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
-        check_size(width, height)?;
-        if data.len() != width * height * 3 {
+/// Bounds on the images webclip accepts, checked before anything is allocated. Over a bound an
+/// image is an `E_IMAGE` error naming the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest width or height, in pixels.
+    pub max_side: u32,
+    /// Largest decoded image, in bytes (also the most a decoder may allocate).
+    pub max_bytes: u64,
+}
+
+impl Default for ImageLimits {
+    /// 16384 pixels a side and 512 MiB.
+    fn default() -> Self {
+        Self {
+            max_side: 16384,
+            max_bytes: 512 << 20,
+        }
+    }
+}
+
+impl ImageLimits {
+    /// Check a `width x height` image of `bytes_per_pixel` against the limits; returns its
+    /// byte size.
+    pub fn check(&self, width: usize, height: usize, bytes_per_pixel: usize) -> Result<usize> {
+        if width == 0 || height == 0 {
             return Err(Error::Input(format!(
-                "an RGB image of {width}x{height} needs {} bytes, got {}",
-                width * height * 3,
+                "the image has zero size ({width}x{height})"
+            )));
+        }
+        let max_side = self.max_side as usize;
+        if width > max_side || height > max_side {
+            return Err(Error::Image(format!(
+                "{width}x{height} pixels exceeds the limit of {max_side} pixels a side"
+            )));
+        }
+        width
+            .checked_mul(height)
+            .and_then(|n| n.checked_mul(bytes_per_pixel))
+            .filter(|&n| n as u64 <= self.max_bytes)
+            .ok_or_else(|| {
+                Error::Image(format!(
+                    "{width}x{height} pixels at {bytes_per_pixel} bytes each exceeds the limit of {} bytes",
+                    self.max_bytes
+                ))
+            })
+    }
+}
+
+impl RgbImage {
+    /// Wrap RGB bytes, checking the size and length.
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
+        let needed = ImageLimits::default().check(width, height, 3)?;
+        if data.len() != needed {
+            return Err(Error::Input(format!(
+                "an RGB image of {width}x{height} needs {needed} bytes, got {}",
                 data.len()
             )));
         }
@@ -34,11 +83,20 @@ impl RgbImage {
     /// Drop the alpha channel of RGBA bytes (what a canvas or `ImageData` gives), as PIL's
     /// `convert("RGB")` does.
     pub fn from_rgba(width: usize, height: usize, rgba: &[u8]) -> Result<Self> {
-        check_size(width, height)?;
-        if rgba.len() != width * height * 4 {
+        Self::from_rgba_with(width, height, rgba, &ImageLimits::default())
+    }
+
+    /// [`RgbImage::from_rgba`] under the given limits.
+    pub fn from_rgba_with(
+        width: usize,
+        height: usize,
+        rgba: &[u8],
+        limits: &ImageLimits,
+    ) -> Result<Self> {
+        let needed = limits.check(width, height, 4)?;
+        if rgba.len() != needed {
             return Err(Error::Input(format!(
-                "an RGBA image of {width}x{height} needs {} bytes, got {}",
-                width * height * 4,
+                "an RGBA image of {width}x{height} needs {needed} bytes, got {}",
                 rgba.len()
             )));
         }
@@ -54,18 +112,50 @@ impl RgbImage {
     }
 
     /// Decode PNG or JPEG bytes and convert to RGB (grey expands, alpha is dropped, 16-bit
-    /// samples are reduced to 8).
+    /// samples are reduced to 8), under the default [`ImageLimits`].
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        Self::decode_with(bytes, &ImageLimits::default())
+    }
+
+    /// [`RgbImage::decode`] under the given limits: the size in the file's header is checked
+    /// before any pixel is decoded.
+    pub fn decode_with(bytes: &[u8], limits: &ImageLimits) -> Result<Self> {
         if bytes.is_empty() {
             return Err(Error::Image("no bytes to decode".into()));
         }
-        let image = image::load_from_memory(bytes).map_err(|e| Error::Image(e.to_string()))?;
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::Image(e.to_string()))?;
+        let mut decoder_limits = image::Limits::default();
+        decoder_limits.max_image_width = Some(limits.max_side);
+        decoder_limits.max_image_height = Some(limits.max_side);
+        decoder_limits.max_alloc = Some(limits.max_bytes);
+        reader.limits(decoder_limits.clone());
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| Error::Image(e.to_string()))?;
+        // The RGB copy must fit the limits too (the decoder checks only its own buffers).
+        limits
+            .check(width as usize, height as usize, 3)
+            .map_err(|e| match e {
+                Error::Input(m) => Error::Image(m),
+                e => e,
+            })?;
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::Image(e.to_string()))?;
+        reader.limits(decoder_limits);
+        let image = reader.decode().map_err(|e| match e {
+            image::ImageError::Limits(l) => Error::Image(format!(
+                "{l} (limits: {} pixels a side, {} bytes)",
+                limits.max_side, limits.max_bytes
+            )),
+            e => Error::Image(e.to_string()),
+        })?;
         let rgb = image.to_rgb8();
-        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-        check_size(width, height)?;
         Ok(Self {
-            width,
-            height,
+            width: rgb.width() as usize,
+            height: rgb.height() as usize,
             data: rgb.into_raw(),
         })
     }
@@ -88,95 +178,99 @@ impl RgbImage {
     }
 }
 
-fn check_size(width: usize, height: usize) -> Result<()> {
-    if width == 0 || height == 0 {
-        return Err(Error::Input(format!(
-            "the image has zero size ({width}x{height})"
-        )));
-    }
-    Ok(())
-}
-
 /// Run CLIP's preprocessing; returns `[3, height, width]` floats in channel-major order.
-pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> (Vec<f32>, [usize; 3]) {
-    let resized;
-    let mut current = image;
-    if let Some(edge) = config.shortest_edge {
-        let (w, h) = shortest_side_size(image.width, image.height, edge);
-        if (w, h) != (image.width, image.height) {
-            resized = resize_bicubic(image, w, h);
-            current = &resized;
-        }
-    }
-    let cropped;
-    if let Some((crop_h, crop_w)) = config.crop {
-        cropped = center_crop(current, crop_w, crop_h);
-        current = &cropped;
-    }
-    let (w, h) = (current.width, current.height);
+///
+/// Only the pixels that survive the crop are resampled, so memory stays bounded by the crop
+/// whatever the image's aspect ratio; the values are those of resizing the whole image first.
+pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f32>, [usize; 3])> {
+    let (w, h) = match config.shortest_edge {
+        Some(edge) => shortest_side_size(image.width, image.height, edge)?,
+        None => (image.width, image.height),
+    };
+    let (crop_w, crop_h) = config.crop.map_or((w, h), |(ch, cw)| (cw, ch));
+    let pixels = ImageLimits::default().check(crop_w, crop_h, 3)? / 3;
+    // The crop window in the resized image, and where it lands in the output (zero padding
+    // where the crop is larger than the image, as torchvision pads).
+    let (left, top) = (crop_offset(w, crop_w), crop_offset(h, crop_h));
+    let cols = left.max(0) as usize..(left + crop_w as isize).clamp(0, w as isize) as usize;
+    let rows = top.max(0) as usize..(top + crop_h as isize).clamp(0, h as isize) as usize;
+    let window = resize_window(image, (w, h), cols.clone(), rows.clone());
+
     let scale = config.rescale_factor.unwrap_or(1.0);
     let (mean, std) = config.mean_std.unwrap_or(([0.0; 3], [1.0; 3]));
-    let mut out = vec![0.0f32; 3 * h * w];
-    for (i, pixel) in current.data.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * h * w + i] = (pixel[c] as f32 * scale - mean[c]) / std[c];
+    let mut out = vec![0.0f32; 3 * pixels];
+    for c in 0..3 {
+        let pad = (0.0 * scale - mean[c]) / std[c];
+        out[c * pixels..(c + 1) * pixels].fill(pad);
+    }
+    let (x0, y0) = (
+        (cols.start as isize - left) as usize,
+        (rows.start as isize - top) as usize,
+    );
+    for (wy, row) in window.data.chunks_exact(cols.len() * 3).enumerate() {
+        for (wx, pixel) in row.chunks_exact(3).enumerate() {
+            let i = (y0 + wy) * crop_w + x0 + wx;
+            for c in 0..3 {
+                out[c * pixels + i] = (pixel[c] as f32 * scale - mean[c]) / std[c];
+            }
         }
     }
-    (out, [3, h, w])
+    Ok((out, [3, crop_h, crop_w]))
+}
+
+/// torchvision's `CenterCrop` offset: `round((size - crop) / 2)` with Python's round half to
+/// even (negative where the crop is larger than the image).
+fn crop_offset(size: usize, crop: usize) -> isize {
+    ((size as f64 - crop as f64) / 2.0).round_ties_even() as isize
 }
 
 /// torchvision's `Resize(size)` output for an int size: the short side becomes `edge`, the
-/// long side `int(edge * long / short)`.
-pub fn shortest_side_size(width: usize, height: usize, edge: usize) -> (usize, usize) {
-    if width <= height {
-        (edge, (edge as f64 * height as f64 / width as f64) as usize)
+/// long side `int(edge * long / short)`. A long side past the pixel limit is an error.
+pub fn shortest_side_size(width: usize, height: usize, edge: usize) -> Result<(usize, usize)> {
+    let (short, long) = (width.min(height), width.max(height));
+    let long_out = edge as f64 * long as f64 / short as f64;
+    if !(long_out < (1u64 << 40) as f64) {
+        return Err(Error::Image(format!(
+            "resizing {width}x{height} to a shortest side of {edge} gives a side of {long_out} pixels"
+        )));
+    }
+    let long_out = long_out as usize;
+    Ok(if width <= height {
+        (edge, long_out)
     } else {
-        ((edge as f64 * width as f64 / height as f64) as usize, edge)
-    }
-}
-
-/// torchvision's `CenterCrop` on a PIL image: offsets `round((size - crop) / 2)` with Python's
-/// round-half-to-even, zero padding where the crop is larger than the image.
-pub fn center_crop(image: &RgbImage, crop_w: usize, crop_h: usize) -> RgbImage {
-    let offset = |size: usize, crop: usize| -> isize {
-        let half = (size as f64 - crop as f64) / 2.0;
-        half.round_ties_even() as isize
-    };
-    let (left, top) = (offset(image.width, crop_w), offset(image.height, crop_h));
-    let mut data = vec![0u8; crop_w * crop_h * 3];
-    for y in 0..crop_h {
-        let sy = y as isize + top;
-        if sy < 0 || sy >= image.height as isize {
-            continue;
-        }
-        for x in 0..crop_w {
-            let sx = x as isize + left;
-            if sx < 0 || sx >= image.width as isize {
-                continue;
-            }
-            let src = (sy as usize * image.width + sx as usize) * 3;
-            let dst = (y * crop_w + x) * 3;
-            data[dst..dst + 3].copy_from_slice(&image.data[src..src + 3]);
-        }
-    }
-    RgbImage {
-        width: crop_w,
-        height: crop_h,
-        data,
-    }
+        (long_out, edge)
+    })
 }
 
 /// PIL's `Image.resize(size, BICUBIC)` for 8-bit RGB: a horizontal then a vertical pass of a
 /// separable bicubic filter (a = -0.5) widened by the scale factor on downscale (antialiasing),
 /// with PIL's fixed-point coefficients and rounding to 8 bits after each pass.
 pub fn resize_bicubic(image: &RgbImage, width: usize, height: usize) -> RgbImage {
-    let mut current = image.clone();
-    if width != image.width {
-        let (bounds, weights, ksize) = pil_coefficients(image.width, width);
-        let mut data = vec![0u8; width * image.height * 3];
-        for y in 0..image.height {
-            let row = &image.data[y * image.width * 3..(y + 1) * image.width * 3];
-            for x in 0..width {
+    resize_window(image, (width, height), 0..width, 0..height)
+}
+
+/// The columns `cols` and rows `rows` of [`resize_bicubic`]`(image, size)`, computed without
+/// the rest of the resized image. A pass whose size does not change copies.
+fn resize_window(
+    image: &RgbImage,
+    (width, height): (usize, usize),
+    cols: Range<usize>,
+    rows: Range<usize>,
+) -> RgbImage {
+    let (in_w, in_h) = (image.width, image.height);
+    // Horizontal pass over every input row, for the wanted columns only.
+    let out_w = cols.len();
+    let mut horizontal = vec![0u8; out_w * in_h * 3];
+    if width == in_w {
+        for y in 0..in_h {
+            let src = &image.data[(y * in_w + cols.start) * 3..(y * in_w + cols.end) * 3];
+            horizontal[y * out_w * 3..(y + 1) * out_w * 3].copy_from_slice(src);
+        }
+    } else {
+        let (bounds, weights, ksize) = pil_coefficients(in_w, width, cols.clone());
+        for y in 0..in_h {
+            let row = &image.data[y * in_w * 3..(y + 1) * in_w * 3];
+            for x in 0..out_w {
                 let (xmin, count) = bounds[x];
                 let k = &weights[x * ksize..x * ksize + count];
                 for c in 0..3 {
@@ -184,38 +278,37 @@ pub fn resize_bicubic(image: &RgbImage, width: usize, height: usize) -> RgbImage
                     for (i, &w) in k.iter().enumerate() {
                         sum += row[(xmin + i) * 3 + c] as i32 * w;
                     }
-                    data[(y * width + x) * 3 + c] = clip8(sum);
+                    horizontal[(y * out_w + x) * 3 + c] = clip8(sum);
                 }
             }
         }
-        current = RgbImage {
-            width,
-            height: image.height,
-            data,
-        };
     }
-    if height != image.height {
-        let (bounds, weights, ksize) = pil_coefficients(image.height, height);
-        let w = current.width;
-        let mut data = vec![0u8; w * height * 3];
-        for y in 0..height {
+    // Vertical pass, for the wanted rows only.
+    let out_h = rows.len();
+    let stride = out_w * 3;
+    let data = if height == in_h {
+        horizontal[rows.start * stride..rows.end * stride].to_vec()
+    } else {
+        let (bounds, weights, ksize) = pil_coefficients(in_h, height, rows);
+        let mut data = vec![0u8; out_h * stride];
+        for y in 0..out_h {
             let (ymin, count) = bounds[y];
             let k = &weights[y * ksize..y * ksize + count];
-            for x in 0..w * 3 {
+            for x in 0..stride {
                 let mut sum = 1i32 << (PRECISION_BITS - 1);
                 for (i, &kw) in k.iter().enumerate() {
-                    sum += current.data[(ymin + i) * w * 3 + x] as i32 * kw;
+                    sum += horizontal[(ymin + i) * stride + x] as i32 * kw;
                 }
-                data[y * w * 3 + x] = clip8(sum);
+                data[y * stride + x] = clip8(sum);
             }
         }
-        current = RgbImage {
-            width: w,
-            height,
-            data,
-        };
+        data
+    };
+    RgbImage {
+        width: out_w,
+        height: out_h,
+        data,
     }
-    current
 }
 
 /// PIL's fixed-point precision for 8-bit resampling.
@@ -238,18 +331,22 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for resizing `in_size` to `out_size`:
-/// per output pixel the first input index and tap count, the fixed-point taps (`ksize` per
-/// pixel), and `ksize`.
-fn pil_coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for resizing `in_size` to `out_size`,
+/// for the output pixels `range`: per output pixel the first input index and tap count, the
+/// fixed-point taps (`ksize` per pixel), and `ksize`.
+fn pil_coefficients(
+    in_size: usize,
+    out_size: usize,
+    range: Range<usize>,
+) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(range.len());
+    let mut weights = vec![0i32; range.len() * ksize];
     let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
+    for (slot, xx) in range.enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // PIL truncates toward zero with a C cast.
@@ -265,7 +362,7 @@ fn pil_coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Ve
         for x in 0..count {
             let w = if total != 0.0 { k[x] / total } else { k[x] };
             let fixed = w * (1i64 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 {
+            weights[slot * ksize + x] = if w < 0.0 {
                 (-0.5 + fixed) as i32
             } else {
                 (0.5 + fixed) as i32
@@ -282,8 +379,8 @@ mod tests {
 
     #[test]
     fn output_size_follows_torchvision() {
-        assert_eq!(shortest_side_size(640, 480, 224), (298, 224));
-        assert_eq!(shortest_side_size(37, 61, 32), (32, 52));
+        assert_eq!(shortest_side_size(640, 480, 224).unwrap(), (298, 224));
+        assert_eq!(shortest_side_size(37, 61, 32).unwrap(), (32, 52));
     }
 
     #[test]

@@ -181,6 +181,11 @@ impl ClipLoader {
         self.weights.push(chunk)
     }
 
+    /// The length of `model.safetensors` that its header promises, once the header is in.
+    pub fn weights_total_bytes(&self) -> Option<u64> {
+        self.weights.header().map(|h| h.file_len())
+    }
+
     /// Finish loading once every byte has been pushed.
     pub async fn finish(self) -> Result<Clip> {
         let model = self.weights.finish()?;
@@ -281,19 +286,26 @@ impl Clip {
     }
 
     /// Preprocess an image into the model's input, `[3, height, width]`.
-    pub fn preprocess(&self, image: &RgbImage) -> (Vec<f32>, [usize; 3]) {
+    pub fn preprocess(&self, image: &RgbImage) -> Result<(Vec<f32>, [usize; 3])> {
         preprocess(image, &self.preprocess)
     }
 
     /// Normalized embeddings of images.
     pub async fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let side = self.config.vision.image_size;
+        let shape = [3, side, side];
         let mut out = Vec::with_capacity(images.len());
-        for batch in images.chunks(IMAGE_BATCH) {
+        for (b, batch) in images.chunks(IMAGE_BATCH).enumerate() {
             let mut pixels = Vec::new();
-            let mut shape = [0; 3];
-            for image in batch {
-                let (values, s) = self.preprocess(image);
-                shape = s;
+            for (i, image) in batch.iter().enumerate() {
+                let (values, [_, h, w]) = self.preprocess(image)?;
+                if [h, w] != [side, side] {
+                    return Err(Error::Input(format!(
+                        "image {}: preprocessing gives {w}x{h} pixels but the model takes \
+                         {side}x{side} (the preprocessor config has no center crop)",
+                        b * IMAGE_BATCH + i
+                    )));
+                }
                 pixels.extend(values);
             }
             out.extend(self.embed_pixels(pixels, batch.len(), shape).await?);

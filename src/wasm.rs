@@ -1,6 +1,7 @@
 //! The wasm-bindgen surface: a thin shell over [`crate::pipeline`]. The JS wrapper in
 //! `pkg-template/index.js` fetches files, reads image sources into RGBA and calls these.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::tensor::Device;
@@ -9,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::image::RgbImage;
+use crate::image::{ImageLimits, RgbImage};
 use crate::pipeline::{Clip, ClipLoader, ModelFiles};
 use crate::tasks::Ensemble;
 
@@ -19,6 +20,28 @@ fn js_error(e: Error) -> JsValue {
     error.set_name("WebclipError");
     let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code().into());
     error.into()
+}
+
+thread_local! {
+    static PANIC_HANDLER: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+/// Call `handler(message)` when webclip panics, just before the wasm instance traps. A panic
+/// inside an async call would otherwise leave its promise pending forever: the JS wrapper uses
+/// this to reject every pending call with `E_INTERNAL` and to mark the instance unusable.
+#[wasm_bindgen(js_name = setPanicHandler)]
+pub fn set_panic_handler(handler: js_sys::Function) {
+    PANIC_HANDLER.with(|h| *h.borrow_mut() = Some(handler));
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        PANIC_HANDLER.with(|h| {
+            if let Ok(handler) = h.try_borrow() {
+                if let Some(handler) = handler.as_ref() {
+                    let _ = handler.call1(&JsValue::NULL, &message.into());
+                }
+            }
+        });
+    }));
 }
 
 /// Create the compute device: `"webgpu"` (fails if no adapter) or `"cpu"`.
@@ -44,8 +67,8 @@ pub struct Loader {
 
 #[wasm_bindgen]
 impl Loader {
-    /// Start loading on `device` (`"webgpu"` or `"cpu"`). `weights_len` is the size of
-    /// `model.safetensors` if known.
+    /// Start loading on `device` (`"webgpu"` or `"cpu"`). `weights_len` is the exact size of
+    /// `model.safetensors` if known (not a transfer's `Content-Length`, which compression changes).
     pub async fn create(
         device: String,
         config: String,
@@ -53,6 +76,11 @@ impl Loader {
         preprocessor: Option<String>,
         weights_len: Option<f64>,
     ) -> Result<Loader, JsValue> {
+        if let Some(n) = weights_len.filter(|n| !(n.is_finite() && *n >= 0.0)) {
+            return Err(js_error(Error::Input(format!(
+                "weights length {n} is not a non-negative number"
+            ))));
+        }
         let burn_device = create_device(&device).await.map_err(js_error)?;
         let files = ModelFiles {
             config: &config,
@@ -67,6 +95,14 @@ impl Loader {
     /// Add the next bytes of `model.safetensors`.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
         self.inner.push_weights(chunk).map_err(js_error)
+    }
+
+    /// The length of `model.safetensors` its header promises (`undefined` until the header is
+    /// in). Progress and truncation are judged against this, not the transfer's length, which
+    /// differs under compression.
+    #[wasm_bindgen(getter, js_name = totalBytes)]
+    pub fn total_bytes(&self) -> Option<f64> {
+        self.inner.weights_total_bytes().map(|n| n as f64)
     }
 
     /// Finish loading and warm the model up (shaders compile here, not on the first call).
@@ -85,6 +121,7 @@ impl Loader {
 #[derive(Default)]
 pub struct ImageBatch {
     images: Vec<RgbImage>,
+    limits: ImageLimits,
 }
 
 #[wasm_bindgen]
@@ -94,10 +131,26 @@ impl ImageBatch {
         ImageBatch::default()
     }
 
+    /// Bound the images this batch accepts (default: 16384 pixels a side, 512 MiB decoded).
+    #[wasm_bindgen(js_name = setLimits)]
+    pub fn set_limits(&mut self, max_side: u32, max_bytes: f64) -> Result<(), JsValue> {
+        if !(max_side > 0 && max_bytes.is_finite() && max_bytes >= 1.0) {
+            return Err(js_error(Error::Input(format!(
+                "image limits must be positive (got maxSide {max_side}, maxBytes {max_bytes})"
+            ))));
+        }
+        self.limits = ImageLimits {
+            max_side,
+            max_bytes: max_bytes as u64,
+        };
+        Ok(())
+    }
+
     /// Add RGBA pixels (what a canvas or `ImageData` holds); alpha is dropped.
     #[wasm_bindgen(js_name = pushRgba)]
     pub fn push_rgba(&mut self, data: &[u8], width: u32, height: u32) -> Result<(), JsValue> {
-        let image = RgbImage::from_rgba(width as usize, height as usize, data).map_err(js_error)?;
+        let image = RgbImage::from_rgba_with(width as usize, height as usize, data, &self.limits)
+            .map_err(js_error)?;
         self.images.push(image);
         Ok(())
     }
@@ -105,7 +158,8 @@ impl ImageBatch {
     /// Add an encoded PNG or JPEG image.
     #[wasm_bindgen(js_name = pushEncoded)]
     pub fn push_encoded(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
-        self.images.push(RgbImage::decode(bytes).map_err(js_error)?);
+        let image = RgbImage::decode_with(bytes, &self.limits).map_err(js_error)?;
+        self.images.push(image);
         Ok(())
     }
 

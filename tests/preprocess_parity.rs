@@ -25,7 +25,7 @@ fn matches_pil_and_torchvision() {
         let size = case["size"].as_u64().unwrap() as usize;
         let bytes = std::fs::read(fixtures().join("images").join(name)).unwrap();
         let image = RgbImage::decode(&bytes).unwrap();
-        let (ours, shape) = preprocess(&image, &PreprocessConfig::openai(size));
+        let (ours, shape) = preprocess(&image, &PreprocessConfig::openai(size)).unwrap();
         assert_eq!(shape, [3, size, size], "{name} at {size}");
         let reference = read_f32(
             fixtures()

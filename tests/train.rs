@@ -301,8 +301,9 @@ fn a_resumed_run_continues_exactly_where_its_checkpoint_was_taken() {
         (trained.weights, losses)
     };
     let (weights, losses) = run(&config);
-    assert!(dir.join("optimizer.safetensors").is_file());
-    let state = read_json(dir.join("trainer_state.json"));
+    let checkpoint = dir.join("step-00000006");
+    assert!(checkpoint.join("optimizer.safetensors").is_file());
+    let state = read_json(checkpoint.join("trainer_state.json"));
     assert_eq!(
         state["step"], 6,
         "the checkpoint before the last step is kept"

@@ -10,6 +10,7 @@ use serde_json::json;
 use webclip::image::preprocess;
 use webclip::pipeline::ModelDir;
 use webclip::train::synthetic::{Rng, Scene, Split};
+use webclip::train::trainer::MAX_BATCH;
 use webclip::train::{CaptionDataset, Evaluation, StepReport, TrainConfig, TrainData};
 use webclip::{block_on, Backend, Clip, ClipConfig, Ensemble, Error, RgbImage, DEFAULT_TEMPLATE};
 
@@ -122,6 +123,11 @@ enum Command {
     },
 }
 
+/// Bounds of `synth`'s arguments.
+const MIN_SCENE_SIDE: usize = 8;
+const MAX_SCENE_SIDE: usize = 4096;
+const MAX_SCENES: usize = 1_000_000;
+
 fn read_image(path: &Path) -> Result<RgbImage, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     RgbImage::decode(&bytes).map_err(|e| match e {
@@ -176,6 +182,11 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
                 Some(path) => read_config(&path)?,
                 None => ClipConfig::vit_base_patch32(),
             };
+            if let Some(batch) = train_batch.filter(|b| !(1..=MAX_BATCH).contains(b)) {
+                return Err(Error::Input(format!(
+                    "--train-batch {batch} is outside 1..={MAX_BATCH}"
+                )));
+            }
             let device = Backend::parse(&device)?.device()?;
             let cases = match train_batch {
                 Some(batch) => vec![webclip::bench::train_step(
@@ -196,6 +207,16 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             seed,
             held_out,
         } => {
+            if !(MIN_SCENE_SIDE..=MAX_SCENE_SIDE).contains(&size) {
+                return Err(Error::Input(format!(
+                    "--size {size} is outside {MIN_SCENE_SIDE}..={MAX_SCENE_SIDE}"
+                )));
+            }
+            if count > MAX_SCENES {
+                return Err(Error::Input(format!(
+                    "--count {count} exceeds the limit of {MAX_SCENES}"
+                )));
+            }
             let split = if held_out {
                 Split::HeldOut
             } else {
@@ -206,7 +227,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
         Command::Preprocess { model, image } => {
             let files = ModelDir::read(&model.model)?;
             let config = files.files().parse()?.preprocess;
-            let (pixel_values, [c, h, w]) = preprocess(&read_image(&image)?, &config);
+            let (pixel_values, [c, h, w]) = preprocess(&read_image(&image)?, &config)?;
             json!({"shape": [1, c, h, w], "pixel_values": pixel_values})
         }
     })
@@ -248,11 +269,13 @@ struct TrainArgs {
     /// Evaluate zero-shot accuracy and recall every N steps (0: only at the end).
     #[arg(long, default_value_t = 250)]
     eval_every: u64,
-    /// Write a checkpoint to <out>/checkpoint every N steps (0: never).
+    /// Write a checkpoint every N steps (0: never) to <out>/checkpoint/step-N (the last two
+    /// are kept; each is complete or absent, even if training is killed).
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
-    /// Continue from a checkpoint directory (model, tokenizer, optimizer and data state); the
-    /// other flags should match the interrupted run's.
+    /// Continue from a checkpoint (model, tokenizer, optimizer and data state): <out>/checkpoint
+    /// for the newest complete one, or one step-N directory; the other flags should match the
+    /// interrupted run's.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Images per split for the zero-shot evaluation (synthetic data).
@@ -296,7 +319,18 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
     config.eval_images = args.eval_images;
     config.checkpoint_every = args.checkpoint_every;
     config.checkpoint_dir = Some(args.out.join("checkpoint"));
-    config.resume = args.resume.clone();
+    if let Some(path) = &args.resume {
+        let resolved = webclip::train::checkpoint::resolve(path)?;
+        for (dir, why) in &resolved.skipped {
+            eprintln!("skipping checkpoint {}: {why}", dir.display());
+        }
+        eprintln!(
+            "resuming from {} (step {})",
+            resolved.dir.display(),
+            resolved.step
+        );
+        config.resume = Some(resolved.dir);
+    }
     let (data, skipped) = match &args.data {
         Some(dir) => {
             let dataset = CaptionDataset::open(dir)?;
@@ -313,6 +347,11 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
         }
         None => (TrainData::Synthetic, None),
     };
+    if let Some(epochs) = args.epochs.filter(|e| !(e.is_finite() && *e > 0.0)) {
+        return Err(Error::Input(format!(
+            "--epochs {epochs} is not a positive number"
+        )));
+    }
     if let Some(epochs) = args.epochs {
         let pairs = data.split().0.len() as f64;
         config.steps = (epochs * pairs / config.batch_size.max(1) as f64)
@@ -378,8 +417,26 @@ fn write_scenes(
     Ok(count)
 }
 
+/// Exit status of a command-line usage error (as clap and most tools use).
+const USAGE_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's own text (with the usage line), under webclip's error format.
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text).trim_end();
+            eprintln!("error [{}]: {text}", Error::Input(String::new()).code());
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match run(cli) {
         Ok(value) => {
             println!("{value}");
             ExitCode::SUCCESS

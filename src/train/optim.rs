@@ -8,7 +8,7 @@ use burn::module::Param;
 use burn::tensor::{Gradients, Tensor};
 
 use super::loss::MAX_LOGIT_SCALE;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::ClipModel;
 use crate::weights::safetensors::Entry;
 use crate::weights::{Layout, ParamVisitor};
@@ -80,13 +80,34 @@ impl AdamW {
         Ok(out)
     }
 
-    /// Restore the state written by [`AdamW::state_tensors`] after `steps` updates.
+    /// Restore the state written by [`AdamW::state_tensors`] after `steps` updates, for
+    /// `model`: every pair of moments must belong to one of its parameters and match its size.
     pub fn restore(
         &mut self,
         steps: u64,
         tensors: HashMap<String, Vec<f32>>,
+        model: &mut ClipModel,
         device: &burn::tensor::Device,
     ) -> Result<()> {
+        let mut sizes = ParamSizes(HashMap::new());
+        model.visit_params(&mut sizes)?;
+        let bad = |message: String| Error::Input(format!("optimizer state: {message}"));
+        for (key, values) in &tensors {
+            let name = key
+                .strip_suffix(".exp_avg")
+                .or_else(|| key.strip_suffix(".exp_avg_sq"))
+                .ok_or_else(|| bad(format!("unexpected tensor `{key}`")))?;
+            let expected = sizes
+                .0
+                .get(name)
+                .ok_or_else(|| bad(format!("`{key}` belongs to no parameter of the model")))?;
+            if values.len() != *expected {
+                return Err(bad(format!(
+                    "`{key}` has {} values, the parameter has {expected}",
+                    values.len()
+                )));
+            }
+        }
         self.step = steps;
         self.moments.clear();
         for (key, values) in &tensors {
@@ -95,7 +116,7 @@ impl AdamW {
             };
             let squares = tensors
                 .get(&format!("{name}.exp_avg_sq"))
-                .ok_or_else(|| crate::error::Error::MissingTensor(format!("{name}.exp_avg_sq")))?;
+                .ok_or_else(|| bad(format!("`{name}.exp_avg` has no `{name}.exp_avg_sq`")))?;
             let tensor = |v: &Vec<f32>| {
                 Tensor::from_data(burn::tensor::TensorData::new(v.clone(), [v.len()]), device)
             };
@@ -131,6 +152,22 @@ impl AdamW {
         };
         model.visit_params(&mut update)?;
         Ok(norm)
+    }
+}
+
+/// The number of values of each parameter, by name.
+struct ParamSizes(HashMap<String, usize>);
+
+impl ParamVisitor for ParamSizes {
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        param: &mut Param<Tensor<D>>,
+        _: Layout,
+    ) -> Result<()> {
+        let size = param.lazy_shape().as_slice().iter().product();
+        self.0.insert(name.to_string(), size);
+        Ok(())
     }
 }
 

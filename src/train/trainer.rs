@@ -43,10 +43,12 @@ pub struct TrainConfig {
     /// A `tokenizer.json` to reuse (e.g. CLIP's); `None` trains a BPE vocabulary of the
     /// model's `vocab_size` on the captions.
     pub tokenizer: Option<String>,
-    /// Write a checkpoint to `checkpoint_dir` every this many steps (0: never).
+    /// Write a checkpoint under `checkpoint_dir` every this many steps (0: never); see
+    /// [`checkpoint`] for the layout.
     pub checkpoint_every: u64,
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from a checkpoint directory (its model, tokenizer, optimizer and data state).
+    /// Continue from a checkpoint: a checkpoint directory or the directory that holds them
+    /// (the newest complete one is used; see [`checkpoint::resolve`]).
     pub resume: Option<PathBuf>,
 }
 
@@ -97,6 +99,48 @@ impl TrainConfig {
         }
     }
 }
+
+impl TrainConfig {
+    /// Check the settings before anything is allocated (the model's sizes are checked by
+    /// [`ClipConfig::validate`] once the vocabulary is known).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Input(what));
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return bad(format!(
+                "batch size {} is outside 1..={MAX_BATCH}",
+                self.batch_size
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
+            return bad(format!(
+                "learning rate {} is not a finite non-negative number",
+                self.learning_rate
+            ));
+        }
+        let o = &self.optimizer;
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay {} is not a finite non-negative number",
+                o.weight_decay
+            ));
+        }
+        if self.eval_images > MAX_EVAL_IMAGES {
+            return bad(format!(
+                "{} evaluation images exceed the limit of {MAX_EVAL_IMAGES}",
+                self.eval_images
+            ));
+        }
+        if self.checkpoint_every > 0 && self.checkpoint_dir.is_none() {
+            return bad("checkpoints need a checkpoint directory".into());
+        }
+        Ok(())
+    }
+}
+
+/// The largest training batch accepted.
+pub const MAX_BATCH: usize = 1 << 16;
+/// The most images per zero-shot evaluation.
+const MAX_EVAL_IMAGES: usize = 100_000;
 
 /// Where training pairs come from.
 pub enum TrainData {
@@ -195,21 +239,27 @@ pub struct Trained {
 }
 
 impl Trained {
-    /// Write a Hugging Face CLIP directory: `config.json`, `model.safetensors`,
+    /// The files of a Hugging Face CLIP directory: `config.json`, `model.safetensors`,
     /// `tokenizer.json`, `preprocessor_config.json`.
+    pub fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("config.json", self.config.to_json().into_bytes()),
+            ("model.safetensors", self.weights.clone()),
+            ("tokenizer.json", self.tokenizer_json.clone().into_bytes()),
+            (
+                "preprocessor_config.json",
+                self.preprocess.to_json().into_bytes(),
+            ),
+        ]
+    }
+
+    /// Write the Hugging Face CLIP directory ([`Trained::files`]), each file atomically.
     pub fn write_dir(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let write = |name: &str, bytes: &[u8]| {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).map_err(|e| Error::io(path, e))
-        };
-        write("config.json", self.config.to_json().as_bytes())?;
-        write("model.safetensors", &self.weights)?;
-        write("tokenizer.json", self.tokenizer_json.as_bytes())?;
-        write(
-            "preprocessor_config.json",
-            self.preprocess.to_json().as_bytes(),
-        )
+        for (name, bytes) in self.files() {
+            checkpoint::write_atomic(&dir.join(name), &bytes)?;
+        }
+        Ok(())
     }
 
     /// Load the trained model for inference on `device`.
@@ -284,7 +334,7 @@ fn to_tensors(
     let mut pixels = Vec::with_capacity(pairs.len() * 3 * side * side);
     let mut ids = Vec::with_capacity(pairs.len());
     for (image, caption) in pairs {
-        pixels.extend(preprocess(image, preprocess_config).0);
+        pixels.extend(preprocess(image, preprocess_config)?.0);
         ids.push(tokenizer.encode(caption)?);
     }
     let pixels = Tensor::from_data(
@@ -304,11 +354,15 @@ pub fn train(
     mut on_step: impl FnMut(&StepReport),
     mut on_eval: impl FnMut(&Evaluation),
 ) -> Result<Trained> {
+    config.validate()?;
     let start = Instant::now();
     let mut optimizer = AdamW::new(config.optimizer);
     let train_device = device.clone().autodiff();
     let resumed = match &config.resume {
-        Some(dir) => Some(checkpoint::read(dir, &mut optimizer, device)?),
+        Some(path) => {
+            let dir = checkpoint::resolve(path)?.dir;
+            Some(checkpoint::read(&dir, &mut optimizer, device)?)
+        }
         None => None,
     };
     let tokenizer_json = match (&resumed, &config.tokenizer) {
@@ -399,12 +453,12 @@ pub fn train(
         if let (true, false, Some(dir)) =
             (every(config.checkpoint_every), last, &config.checkpoint_dir)
         {
-            export(&model, Vec::new(), unreadable)?.write_dir(dir)?;
             let state = TrainerState {
                 step: step + 1,
                 rng: rng.state(),
             };
-            checkpoint::write_state(dir, &optimizer, state)?;
+            let files = export(&model, Vec::new(), unreadable)?.files();
+            checkpoint::write(dir, files, &optimizer, state)?;
         }
         let evaluate_now = last || every(config.eval_every);
         if evaluate_now {

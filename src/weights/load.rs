@@ -57,6 +57,13 @@ impl WeightLoader {
     /// Add the next bytes of the file.
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
         self.received += chunk.len() as u64;
+        self.buffer.try_reserve(chunk.len()).map_err(|_| {
+            Error::OutOfMemory(format!(
+                "buffering model.safetensors at byte {} ({} bytes held)",
+                self.received,
+                self.buffer.len()
+            ))
+        })?;
         self.buffer.extend_from_slice(chunk);
         if self.header.is_none() {
             let Some(needed) = Header::needed(&self.buffer)? else {

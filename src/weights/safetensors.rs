@@ -115,6 +115,17 @@ impl Header {
             cursor = t.end;
             previous = Some(t);
         }
+        // Every offset must be addressable here (4 GiB on 32-bit wasm), so that the `as usize`
+        // conversions of byte positions elsewhere are exact.
+        if data_start
+            .checked_add(cursor)
+            .and_then(|n| usize::try_from(n).ok())
+            .is_none()
+        {
+            return Err(Error::CorruptHeader(format!(
+                "the header describes {cursor} bytes of tensor data, more than this platform can address"
+            )));
+        }
         Ok(Self {
             tensors,
             data_start,
@@ -140,7 +151,7 @@ fn parse_entry(name: &str, entry: &Value) -> Result<TensorInfo> {
         .and_then(Value::as_array)
         .and_then(|dims| {
             dims.iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect()
         })
         .ok_or_else(|| bad("missing or invalid `shape`"))?;
@@ -177,27 +188,38 @@ fn parse_entry(name: &str, entry: &Value) -> Result<TensorInfo> {
     })
 }
 
-/// Decode a tensor's bytes to f32, upcasting F16 and BF16.
+/// Decode a tensor's bytes to f32, upcasting F16 and BF16. Running out of memory is an error,
+/// not an abort.
 pub fn decode_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     let pairs = || {
         bytes
             .chunks_exact(2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
     };
-    Ok(match info.dtype.as_str() {
-        "F32" => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        "F16" => pairs().map(|b| half::f16::from_bits(b).to_f32()).collect(),
-        "BF16" => pairs().map(|b| half::bf16::from_bits(b).to_f32()).collect(),
+    let mut out = Vec::new();
+    let elements = bytes.len() / dtype_size(&info.dtype).unwrap_or(1) as usize;
+    out.try_reserve_exact(elements).map_err(|_| {
+        Error::OutOfMemory(format!(
+            "decoding tensor `{}` ({elements} values)",
+            info.name
+        ))
+    })?;
+    match info.dtype.as_str() {
+        "F32" => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        "F16" => out.extend(pairs().map(|b| half::f16::from_bits(b).to_f32())),
+        "BF16" => out.extend(pairs().map(|b| half::bf16::from_bits(b).to_f32())),
         other => {
             return Err(Error::UnsupportedDtype {
                 name: info.name.clone(),
                 dtype: other.to_string(),
             })
         }
-    })
+    }
+    Ok(out)
 }
 
 /// One tensor to write: name, dtype (e.g. `"F32"`), shape, little-endian bytes.
