@@ -22,6 +22,22 @@ use crate::weights::WeightLoader;
 const IMAGE_BATCH: usize = 16;
 /// Texts are embedded this many at a time (sorted by length, so padding stays small).
 const TEXT_BATCH: usize = 32;
+/// On devices that compile kernels per input shape, text batches are padded up to one of these
+/// lengths (or the context length) and to a power-of-two row count, so that a few shapes cover
+/// every batch and the first classification after loading compiles nothing new.
+const TEXT_LENGTH_BUCKETS: [usize; 3] = [16, 32, 64];
+
+/// The `[batch, seq]` shape a GPU device runs `count` texts of up to `longest` tokens in.
+fn text_bucket(count: usize, longest: usize, context: usize) -> [usize; 2] {
+    let seq = TEXT_LENGTH_BUCKETS
+        .into_iter()
+        .find(|&b| b >= longest)
+        .unwrap_or(context)
+        .min(context)
+        .max(longest);
+    [count.next_power_of_two().min(TEXT_BATCH.max(count)), seq]
+}
+
 /// At most this many prompt embeddings are cached.
 const TEXT_CACHE_LIMIT: usize = 8192;
 
@@ -274,15 +290,25 @@ impl Clip {
         self.logit_scale
     }
 
-    /// Run one tiny image and text through the model so that a GPU backend compiles its
-    /// kernels now rather than on the first real call.
+    /// Run one image and the common text batch shapes through the model so that a GPU backend
+    /// compiles its kernels now rather than on the first real call (one text, and a full batch
+    /// of short prompts as classification sends).
     pub async fn warm_up(&self) -> Result<()> {
         let v = &self.config.vision;
         let shape = [v.num_channels, v.image_size, v.image_size];
         self.embed_pixels(vec![0.0; shape.iter().product()], 1, shape)
             .await?;
         self.embed_token_ids(&[vec![0, 0]]).await?;
+        if self.compiles_per_shape() {
+            self.embed_token_ids(&vec![vec![0, 0]; TEXT_BATCH]).await?;
+        }
         Ok(())
+    }
+
+    /// Whether the device compiles kernels for each new input shape (GPU backends), so that
+    /// inputs are padded to a few fixed shapes.
+    pub fn compiles_per_shape(&self) -> bool {
+        self.device.clone().inner() != Device::flex()
     }
 
     /// Preprocess an image into the model's input, `[3, height, width]`.
@@ -373,7 +399,14 @@ impl Clip {
         let mut out = vec![Vec::new(); ids.len()];
         for chunk in order.chunks(TEXT_BATCH) {
             let sequences: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-            let batch = TokenBatch::new(&sequences, &self.config.text, &self.device)?;
+            let text = &self.config.text;
+            let batch = if self.compiles_per_shape() {
+                let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+                let shape = text_bucket(chunk.len(), longest, text.max_position_embeddings);
+                TokenBatch::with_shape(&sequences, text, &self.device, shape)?
+            } else {
+                TokenBatch::new(&sequences, text, &self.device)?
+            };
             let rows = read_rows(self.model.embed_texts(&batch)).await?;
             for (&i, row) in chunk.iter().zip(rows) {
                 out[i] = row;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use webclip::model::{values, TokenBatch};
 use webclip::{block_on, Backend, Clip};
 
 const MODELS: [&str; 4] = [
@@ -108,5 +109,23 @@ fn text_results_do_not_depend_on_batching() {
     for (i, text) in texts.iter().enumerate() {
         let alone = block_on(fresh.embed_texts(&[text])).unwrap();
         assert!(max_abs_diff(&alone[0], &together[i]) < 1e-5, "text {i}");
+    }
+}
+
+#[test]
+fn fixed_shape_text_batches_match_tight_ones() {
+    // GPU devices pad text batches to a few fixed shapes; the rows must not change.
+    let device = Backend::Cpu.device().unwrap();
+    for name in ["tiny-quickgelu", "tiny-gelu"] {
+        let clip = Clip::load_dir(model_dir(name), &device).unwrap();
+        let input_ids = ids(&read_json(model_dir(name).join("reference.json"))["input_ids"]);
+        let text = &clip.config().text;
+        let embed = |batch: TokenBatch| values(clip.model().embed_texts(&batch)).unwrap();
+        let tight = embed(TokenBatch::new(&input_ids, text, &device).unwrap());
+        let shape = [input_ids.len() * 2 + 1, text.max_position_embeddings];
+        let fixed = embed(TokenBatch::with_shape(&input_ids, text, &device, shape).unwrap());
+        assert_eq!(fixed.len(), shape[0] * tight.len() / input_ids.len());
+        let diff = max_abs_diff(&tight, &fixed[..tight.len()]);
+        assert!(diff < 1e-5, "{name}: max abs diff {diff}");
     }
 }

@@ -34,11 +34,45 @@ pub struct TokenBatch {
 impl TokenBatch {
     /// Pad `sequences` into one batch. Each sequence must be non-empty and fit the context.
     pub fn new(sequences: &[Vec<u32>], config: &TextConfig, device: &Device) -> Result<Self> {
+        Self::build(sequences, config, device, None)
+    }
+
+    /// Like [`TokenBatch::new`], padded to a fixed `[batch, seq]` shape (rows past the
+    /// sequences repeat the last one; the padding mask is always present), so that a backend
+    /// that compiles kernels per input shape reuses them for every batch of this shape. The
+    /// first `sequences.len()` rows of the output are the sequences' embeddings.
+    pub fn with_shape(
+        sequences: &[Vec<u32>],
+        config: &TextConfig,
+        device: &Device,
+        shape: [usize; 2],
+    ) -> Result<Self> {
+        Self::build(sequences, config, device, Some(shape))
+    }
+
+    fn build(
+        sequences: &[Vec<u32>],
+        config: &TextConfig,
+        device: &Device,
+        shape: Option<[usize; 2]>,
+    ) -> Result<Self> {
         if sequences.is_empty() {
             return Err(Error::Input("no token sequences to encode".into()));
         }
-        let seq = sequences.iter().map(Vec::len).max().unwrap_or(0);
-        if let Some(i) = sequences.iter().position(Vec::is_empty) {
+        let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        let [batch, seq] = shape.unwrap_or([sequences.len(), longest]);
+        if batch < sequences.len() || seq < longest {
+            return Err(Error::Input(format!(
+                "{} sequences of up to {longest} tokens do not fit a [{batch}, {seq}] batch",
+                sequences.len()
+            )));
+        }
+        let last = sequences.last().expect("not empty");
+        let sequences: Vec<&Vec<u32>> = sequences
+            .iter()
+            .chain(std::iter::repeat_n(last, batch - sequences.len()))
+            .collect();
+        if let Some(i) = sequences.iter().position(|s| s.is_empty()) {
             return Err(Error::Input(format!("token sequence {i} is empty")));
         }
         if seq > config.max_position_embeddings {
@@ -47,7 +81,6 @@ impl TokenBatch {
                 config.max_position_embeddings
             )));
         }
-        let batch = sequences.len();
         let mut ids = Vec::with_capacity(batch * seq);
         let mut pool = Vec::with_capacity(batch);
         for (b, tokens) in sequences.iter().enumerate() {
@@ -64,11 +97,11 @@ impl TokenBatch {
             ));
             pool.push((b * seq + pool_position(tokens, config)) as i64);
         }
-        let padded = sequences.iter().any(|s| s.len() < seq);
+        let padded = shape.is_some() || sequences.iter().any(|s| s.len() < seq);
         let padding_mask = padded.then(|| {
             let heads = 1;
             let mut mask = Vec::with_capacity(batch * heads * seq * seq);
-            for tokens in sequences {
+            for tokens in &sequences {
                 for _query in 0..seq {
                     mask.extend((0..seq).map(|key| key >= tokens.len()));
                 }
