@@ -229,7 +229,7 @@ fn crop_offset(size: usize, crop: usize) -> isize {
 pub fn shortest_side_size(width: usize, height: usize, edge: usize) -> Result<(usize, usize)> {
     let (short, long) = (width.min(height), width.max(height));
     let long_out = edge as f64 * long as f64 / short as f64;
-    if !(long_out < (1u64 << 40) as f64) {
+    if long_out >= (1u64 << 40) as f64 {
         return Err(Error::Image(format!(
             "resizing {width}x{height} to a shortest side of {edge} gives a side of {long_out} pixels"
         )));

@@ -288,3 +288,89 @@ fn train_rejects_a_directory_without_usable_pairs() {
     assert!(stderr.contains("/nonexistent/dir"), "{stderr}");
     std::fs::remove_dir_all(&data).unwrap();
 }
+
+#[test]
+fn argument_errors_are_typed_with_status_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let model = model();
+    let invalid_utf8 = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let cases: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec![
+            "embed".as_ref(),
+            "--model".as_ref(),
+            model.as_ref(),
+            "--frobnicate".as_ref(),
+        ],
+        vec!["embed".as_ref(), "--text".as_ref(), "x".as_ref()],
+        vec![
+            "classify".as_ref(),
+            "--model".as_ref(),
+            model.as_ref(),
+            "--image".as_ref(),
+            "a.png".as_ref(),
+        ],
+        vec![
+            "tokenize".as_ref(),
+            "--model".as_ref(),
+            model.as_ref(),
+            "--text".as_ref(),
+            invalid_utf8,
+        ],
+        vec!["bench".as_ref(), "--runs".as_ref(), "-3".as_ref()],
+        vec!["no-such-command".as_ref()],
+        vec![],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_webclip"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error [E_INPUT]: "),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Help and version are not errors.
+    for flag in ["--help", "--version"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_webclip"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}");
+    }
+}
+
+#[test]
+fn out_of_range_values_are_input_errors() {
+    let out = scratch("synth-range");
+    let out = out.display().to_string();
+    for args in [
+        vec!["synth", "--out", out.as_str(), "--size", "0"],
+        vec!["synth", "--out", out.as_str(), "--size", "100000000"],
+        vec!["bench", "--train-batch", "0"],
+        vec![
+            "train",
+            "--out",
+            out.as_str(),
+            "--batch-size",
+            "0",
+            "--steps",
+            "1",
+        ],
+        vec![
+            "train",
+            "--out",
+            out.as_str(),
+            "--lr",
+            "NaN",
+            "--steps",
+            "1",
+        ],
+    ] {
+        let (ok, _, stderr) = webclip(&args);
+        assert!(!ok, "{args:?}");
+        assert!(stderr.contains("E_INPUT"), "{args:?}: {stderr}");
+    }
+}
