@@ -1,7 +1,18 @@
-/** Error codes: E_FETCH, E_TRUNCATED, E_FORMAT, E_SHAPE, E_CONFIG, E_TOKENIZER, E_IMAGE, E_INPUT, E_BACKEND, E_INTERNAL. */
+// Types for webclip-wasm. They compile with and without the DOM library: browser types are
+// looked up on `globalThis` and become `never` where they do not exist (e.g. in Node).
+
+/** A global class's instance type, or `never` where the global does not exist. */
+type GlobalInstance<K extends string> = typeof globalThis extends { [P in K]: { prototype: infer T } } ? T : never;
+
+type Blob_ = GlobalInstance<'Blob'>;
+type Response_ = GlobalInstance<'Response'>;
+type AbortSignal_ = GlobalInstance<'AbortSignal'>;
+type URL_ = GlobalInstance<'URL'>;
+
+/** Error codes: from Rust (E_CONFIG ... E_MEMORY) and from the wrapper (E_FETCH, E_ABORTED, E_INTERNAL). */
 export type WebclipErrorCode =
   | 'E_FETCH' | 'E_TRUNCATED' | 'E_FORMAT' | 'E_SHAPE' | 'E_CONFIG' | 'E_TOKENIZER'
-  | 'E_IMAGE' | 'E_INPUT' | 'E_BACKEND' | 'E_IO' | 'E_INTERNAL';
+  | 'E_IMAGE' | 'E_INPUT' | 'E_BACKEND' | 'E_IO' | 'E_MEMORY' | 'E_ABORTED' | 'E_INTERNAL';
 
 export class WebclipError extends Error {
   readonly code: WebclipErrorCode;
@@ -9,24 +20,50 @@ export class WebclipError extends Error {
 
 export type Device = 'webgpu' | 'cpu';
 
-/** Progress of one file: `loaded` grows monotonically up to `total` (bytes). */
+/** Progress of one model file: `loaded` grows monotonically up to `total` (bytes). */
 export interface ProgressEvent {
   file: string;
   loaded: number;
   total: number;
 }
 
-export interface LoadOptions {
-  /** 'auto' (default) uses WebGPU when an adapter is available, else the CPU. */
+/** Progress of a call on many images. */
+export interface BatchProgress {
+  done: number;
+  total: number;
+}
+
+/** Bounds on the images a model accepts (over them: E_IMAGE). */
+export interface ImageLimits {
+  /** Largest width or height in pixels. */
+  maxSide: number;
+  /** Largest decoded image in bytes. */
+  maxBytes: number;
+}
+
+export interface FilesOptions {
+  /** 'auto' (default) uses WebGPU when a hardware adapter is available, else the CPU. */
   device?: 'auto' | Device;
+  /** Where the runtime `webclip_wasm_bg.wasm` is served (default: next to this module). */
+  wasmUrl?: string | URL_;
+  imageLimits?: ImageLimits;
+}
+
+export interface LoadOptions extends FilesOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Keep complete files in the Cache API (default true). */
   cache?: boolean;
   /** A fetch implementation (default: globalThis.fetch). */
-  fetch?: typeof fetch;
+  fetch?: (url: string, init?: { signal?: AbortSignal_ }) => Promise<Response_>;
+  /** Cancels the load (rejects with E_ABORTED; nothing is cached). */
+  signal?: AbortSignal_;
+  /** Hub ids only: branch, tag or commit (default 'main'). */
+  revision?: string;
+  /** Hub ids only: the Hub or a mirror (default 'https://huggingface.co'). */
+  hubUrl?: string | URL_;
 }
 
-/** Raw RGBA pixels, e.g. from a canvas. */
+/** Raw RGBA pixels, e.g. from a canvas: `data.length === width * height * 4`. */
 export interface RgbaImage {
   data: Uint8Array | Uint8ClampedArray;
   width: number;
@@ -35,23 +72,32 @@ export interface RgbaImage {
 
 /** Anything webclip can read an image from. A string is fetched as a URL. */
 export type ImageSource =
-  | HTMLCanvasElement | OffscreenCanvas | ImageData | HTMLImageElement | ImageBitmap | HTMLVideoElement
-  | Blob | ArrayBuffer | ArrayBufferView | RgbaImage | string;
+  | GlobalInstance<'HTMLCanvasElement'> | GlobalInstance<'OffscreenCanvas'> | GlobalInstance<'ImageData'>
+  | GlobalInstance<'HTMLImageElement'> | GlobalInstance<'ImageBitmap'> | GlobalInstance<'HTMLVideoElement'>
+  | Blob_ | ArrayBuffer | ArrayBufferView | RgbaImage | string;
 
 /** A file given in memory. */
-export type FileInput = string | Uint8Array | ArrayBuffer | Blob | Response;
+export type FileInput = string | Uint8Array | ArrayBuffer | Blob_ | Response_;
 
 export interface ClassifyOptions {
-  /** One prompt template (default `'a photo of a {}.'`). */
+  /** One prompt template; `{}` is the label (default: CLIP's `'a photo of a {}.'`). */
   template?: string;
-  /** Several templates (overrides `template`). */
-  templates?: string[];
+  /** Several templates (overrides `template`); one string is one template. */
+  templates?: string | string[];
   /**
    * `'mean'` (default): average each label's prompt embeddings, as in the CLIP paper; suits
    * paraphrases. `'probability'`: a softmax over every prompt, summed per label; suits
    * templates that describe different images ("a red {} on the left", "a blue {} at the top").
    */
   ensemble?: 'mean' | 'probability';
+  /** Called after each image when classifying an array. */
+  onProgress?: (event: BatchProgress) => void;
+}
+
+export interface EmbedImagesOptions {
+  /** Images read and embedded per step (default 8); the page gets control between steps. */
+  batchSize?: number;
+  onProgress?: (event: BatchProgress) => void;
 }
 
 export interface LabelScore {
@@ -65,33 +111,37 @@ export interface RankHit {
 }
 
 export class Clip {
-  /** Load a Hugging Face style directory (e.g. `https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/`). */
-  static fromPretrained(baseUrl: string, options?: LoadOptions): Promise<Clip>;
+  private constructor();
+  /**
+   * Load a Hugging Face CLIP model: a Hub id (`'openai/clip-vit-base-patch32'`) or the URL of
+   * a directory holding config.json, model.safetensors, tokenizer.json (and optionally
+   * preprocessor_config.json), absolute or (in a page) relative.
+   */
+  static fromPretrained(model: string | URL_, options?: LoadOptions): Promise<Clip>;
   /** Load from in-memory files. */
   static fromFiles(
     files: { config: FileInput; weights: FileInput; tokenizer: FileInput; preprocessor?: FileInput | null },
-    options?: { device?: 'auto' | Device },
+    options?: FilesOptions,
   ): Promise<Clip>;
-  /** The device actually in use. */
+  /** The device in use. */
   readonly device: Device;
+  /** Why that device was chosen. */
+  readonly deviceReason: string;
   /** Size of the shared embedding space. */
   readonly embeddingDim: number;
-  /** L2-normalized image embeddings. */
-  embedImages(sources: ImageSource | ImageSource[]): Promise<Float32Array[]>;
-  /** L2-normalized text embeddings. */
+  /** L2-normalized image embeddings, one per source. */
+  embedImages(sources: ImageSource | ImageSource[], options?: EmbedImagesOptions): Promise<Float32Array[]>;
+  /** L2-normalized text embeddings, one per text. */
   embedTexts(texts: string | string[]): Promise<Float32Array[]>;
   /**
-   * Zero-shot classification: `[{label, score}]`, scores summing to 1, best first. `{}` in a
-   * template is the label. Several templates, or alternatives written `(a|b)` inside one, make a
-   * template ensemble, combined as `ensemble` says.
+   * Zero-shot classification: `[{label, score}]`, scores summing to 1, best first; for an
+   * array of images, one such list per image. Several templates, or alternatives written
+   * `(a|b)` inside one, make a template ensemble, combined as `ensemble` says.
    */
-  classify(
-    source: ImageSource,
-    labels: string[],
-    options?: ClassifyOptions,
-  ): Promise<LabelScore[]>;
+  classify(image: ImageSource, labels: string[], options?: ClassifyOptions): Promise<LabelScore[]>;
+  classify(images: ImageSource[], labels: string[], options?: ClassifyOptions): Promise<LabelScore[][]>;
   /** Rank embeddings by similarity to a text query, best first. */
-  rank(query: string, embeddings: Float32Array[], options?: { topk?: number }): Promise<RankHit[]>;
+  rank(query: string, embeddings: ArrayLike<number>[], options?: { topk?: number }): Promise<RankHit[]>;
   /** Token ids of a text. */
   tokenize(text: string): number[];
   /** Free wasm and GPU memory. */

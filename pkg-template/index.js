@@ -1,35 +1,15 @@
-// webclip: a thin JS wrapper over the Rust core compiled to wasm. It fetches (streams, caches)
-// model files, turns image sources into RGBA or encoded bytes, and maps errors to
-// WebclipError with a `code`. All model logic lives in Rust.
-import initWasm, { Loader, ImageBatch } from './webclip_wasm.js';
+// webclip-wasm: a thin JS wrapper over the Rust core compiled to wasm. It loads the runtime,
+// fetches (streams, caches) model files, turns image sources into RGBA or encoded bytes,
+// checks argument types, and maps every failure to a WebclipError with a `code`. All model
+// logic lives in Rust. No `node:` imports: the same file serves browsers, bundlers and Node.
+import initWasm, * as bindings from './webclip_wasm.js';
 
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 const CACHE_NAME = 'webclip-v1';
+const HUB_URL = 'https://huggingface.co';
+/** `owner/name` (Hugging Face's repo name characters; no trailing slash, no `..`). */
+const HUB_ID = /^[A-Za-z0-9](?:[\w-]|\.(?!\.))*\/[\w.-]*[\w-]$/;
 
-let wasmReady;
-let wasmExports;
-function loadWasm() {
-  wasmReady ??= (async () => {
-    const url = new URL('./webclip_wasm_bg.wasm', import.meta.url);
-    if (isNode) {
-      const { readFile } = await import('node:fs/promises');
-      wasmExports = await initWasm({ module_or_path: await readFile(url) });
-    } else {
-      wasmExports = await initWasm({ module_or_path: url });
-    }
-  })();
-  return wasmReady;
-}
-
-/**
- * Bytes of WebAssembly memory in use by webclip (0 before the first model loads). Wasm memory
- * only grows, so after a load this is the peak of the load; on the CPU device it holds the weights.
- */
-export function wasmMemoryBytes() {
-  return wasmExports?.memory?.buffer.byteLength ?? 0;
-}
-
-/** An error from webclip, with a stable `code` (E_FETCH, E_TRUNCATED, E_FORMAT, E_SHAPE, E_INPUT, ...). */
+/** An error from webclip, with a stable `code` (E_FETCH, E_TRUNCATED, E_FORMAT, E_INPUT, ...). */
 export class WebclipError extends Error {
   constructor(code, message, options) {
     super(message, options);
@@ -38,21 +18,253 @@ export class WebclipError extends Error {
   }
 }
 
+const inputError = (message) => new WebclipError('E_INPUT', message);
+
+// ---- the runtime: loaded once, retried after a failure, dead after a crash ----------------
+
+let runtime = null;
+let memory = null;
+let crashMessage = null;
+let rejectPending;
+/** Rejects when the wasm instance crashes; every call races against it. */
+const crashed = new Promise((_, reject) => { rejectPending = reject; });
+crashed.catch(() => {});
+
+function crash(message) {
+  if (crashMessage !== null) return;
+  crashMessage = message;
+  rejectPending(new WebclipError('E_INTERNAL', `webclip crashed: ${message}`));
+}
+
+/** Called by Rust with the panic message, just before the instance traps. */
+function onPanic(message) {
+  crash(String(message));
+  // Trapping inside an async call throws from a microtask: an uncaught exception, which ends
+  // a Node process. The call's promise is rejected already; let that one trap pass.
+  const proc = globalThis.process;
+  if (typeof proc?.prependOnceListener === 'function') {
+    const swallow = (e) => {
+      if (!(e instanceof WebAssembly.RuntimeError)) throw e;
+    };
+    proc.prependOnceListener('uncaughtException', swallow);
+    setTimeout(() => proc.removeListener('uncaughtException', swallow), 0);
+  }
+}
+
+function checkAlive() {
+  if (crashMessage !== null) {
+    throw new WebclipError('E_INTERNAL', `webclip crashed earlier: ${crashMessage}; reload the page`);
+  }
+}
+
 function wrapError(e) {
   if (e instanceof WebclipError) return e;
-  if (e && typeof e.code === 'string' && e.code.startsWith('E_')) return new WebclipError(e.code, e.message, { cause: e });
+  if (e instanceof WebAssembly.RuntimeError) {
+    crash(e.message);
+    return new WebclipError('E_INTERNAL', `webclip crashed: ${crashMessage}`, { cause: e });
+  }
+  if (typeof e?.code === 'string' && e.code.startsWith('E_')) return new WebclipError(e.code, e.message, { cause: e });
   return new WebclipError('E_INTERNAL', String(e?.message ?? e), { cause: e });
 }
 
-async function guard(promise) {
+/** Run `fn` (sync, or returning a promise) against the wasm instance; failures become WebclipErrors. */
+async function call(fn) {
+  checkAlive();
   try {
-    return await promise;
+    return await Promise.race([fn(), crashed]);
   } catch (e) {
     throw wrapError(e);
   }
 }
 
-/** Read a file's bytes from a Uint8Array, ArrayBuffer, Blob or Response. */
+function callSync(fn) {
+  checkAlive();
+  try {
+    return fn();
+  } catch (e) {
+    throw wrapError(e);
+  }
+}
+
+async function wasmSource(url) {
+  const href = String(url);
+  const fs = href.startsWith('file:') ? globalThis.process?.getBuiltinModule?.('fs/promises') : undefined;
+  try {
+    if (fs) return await fs.readFile(new URL(href));
+    const response = await fetch(href);
+    if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`.trim());
+    return response;
+  } catch (e) {
+    throw new WebclipError('E_FETCH', `could not fetch the webclip runtime ${href}: ${e.message}`, { cause: e });
+  }
+}
+
+async function startRuntime(wasmUrl) {
+  const url = wasmUrl ?? new URL('./webclip_wasm_bg.wasm', import.meta.url);
+  const source = await wasmSource(url);
+  try {
+    const exports = await initWasm({ module_or_path: source });
+    bindings.setPanicHandler(onPanic);
+    memory = exports.memory;
+  } catch (e) {
+    throw new WebclipError('E_BACKEND', `could not start the webclip runtime (${url}): ${e.message}`, { cause: e });
+  }
+}
+
+/** Load the wasm runtime once; a failed attempt is forgotten so that the next call retries. */
+function loadRuntime(wasmUrl) {
+  checkAlive();
+  runtime ??= startRuntime(wasmUrl).catch((e) => {
+    runtime = null;
+    throw e;
+  });
+  return runtime;
+}
+
+/**
+ * Bytes of WebAssembly memory in use by webclip (0 before the first model loads). Wasm memory
+ * only grows, so after a load this is the peak of the load; on the CPU device it holds the weights.
+ */
+export function wasmMemoryBytes() {
+  return memory?.buffer.byteLength ?? 0;
+}
+
+// ---- argument checks ----------------------------------------------------------------------
+
+function options(value, what) {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object') throw inputError(`${what}: options must be an object`);
+  return value;
+}
+
+function optionalFunction(value, what) {
+  if (value !== undefined && typeof value !== 'function') throw inputError(`${what} must be a function`);
+  return value;
+}
+
+function optionalUrl(value, what) {
+  if (value === undefined) return undefined;
+  if (!(typeof value === 'string' || value instanceof URL)) throw inputError(`${what} must be a string or a URL`);
+  return value;
+}
+
+function positiveInteger(value, what) {
+  if (!Number.isSafeInteger(value) || value < 1) throw inputError(`${what} must be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function stringList(value, what) {
+  if (!Array.isArray(value)) throw inputError(`${what} must be an array of strings`);
+  const i = value.findIndex((v) => typeof v !== 'string');
+  if (i >= 0) throw inputError(`${what}[${i}] is not a string`);
+  return value;
+}
+
+function checkSignal(signal) {
+  if (signal !== undefined && !(signal && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function')) {
+    throw inputError('signal must be an AbortSignal');
+  }
+  return signal;
+}
+
+function checkImageLimits(limits) {
+  if (limits === undefined) return undefined;
+  const { maxSide, maxBytes } = limits ?? {};
+  if (!(Number.isInteger(maxSide) && maxSide > 0 && maxSide <= 0xffffffff && Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
+    throw inputError('imageLimits must be { maxSide, maxBytes } with positive integers');
+  }
+  return limits;
+}
+
+function checkDevice(device) {
+  if (!['auto', 'webgpu', 'cpu'].includes(device)) {
+    throw inputError(`unknown device "${String(device)}" (expected auto, webgpu or cpu)`);
+  }
+}
+
+function throwIfAborted(signal) {
+  if (signal?.aborted) throw new WebclipError('E_ABORTED', 'the load was cancelled', { cause: signal.reason });
+}
+
+/** The base URL of a model: a Hub id (`owner/name`) or a URL, absolute or relative to the page. */
+function modelBase(model, { revision = 'main', hubUrl = HUB_URL }) {
+  if (model instanceof URL) model = model.href;
+  if (typeof model !== 'string' || model.trim() === '') {
+    throw inputError('the model must be a Hugging Face id ("owner/name") or a URL');
+  }
+  if (typeof revision !== 'string' || revision === '') throw inputError('revision must be a non-empty string');
+  const hub = String(optionalUrl(hubUrl, 'hubUrl')).replace(/\/+$/, '');
+  const page = globalThis.document?.baseURI ?? globalThis.location?.href;
+  let base;
+  try {
+    base = HUB_ID.test(model) ? new URL(`${hub}/${model}/resolve/${encodeURIComponent(revision)}/`) : new URL(model, page);
+  } catch {
+    throw inputError(HUB_ID.test(model) ? `hubUrl "${hub}" is not an absolute URL`
+      : `"${model}" is not ${page ? 'a URL' : 'an absolute URL'} or a Hugging Face id ("owner/name")`);
+  }
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+  return base;
+}
+
+// ---- device choice --------------------------------------------------------------------------
+
+/** The WebGPU adapter this environment offers: { adapter, fallback, name } or { reason }. */
+async function webGpuAdapter() {
+  const gpu = globalThis.navigator?.gpu;
+  if (!gpu) return { reason: 'this environment has no WebGPU (navigator.gpu)' };
+  try {
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return { reason: 'no WebGPU adapter is available' };
+    const info = adapter.info ?? {};
+    const fallback = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
+    const name = [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unnamed';
+    return { adapter, fallback, name };
+  } catch (e) {
+    return { reason: `requesting a WebGPU adapter failed: ${e.message}` };
+  }
+}
+
+/**
+ * The devices to try, in order, each with the reason it was chosen. 'auto' prefers the CPU
+ * over a software (fallback) WebGPU adapter; 'webgpu' without WebGPU is E_BACKEND.
+ */
+async function devicePlan(device) {
+  if (device === 'cpu') return [['cpu', 'requested']];
+  const gpu = await webGpuAdapter();
+  if (device === 'webgpu') {
+    if (!gpu.adapter) throw new WebclipError('E_BACKEND', `WebGPU was requested, but ${gpu.reason}`);
+    return [['webgpu', `requested (adapter: ${gpu.name}${gpu.fallback ? ', a software fallback' : ''})`]];
+  }
+  if (!gpu.adapter) return [['cpu', `auto: ${gpu.reason}`]];
+  if (gpu.fallback) return [['cpu', `auto: the WebGPU adapter (${gpu.name}) is a software fallback; the CPU is faster`]];
+  return [['webgpu', `auto: WebGPU adapter ${gpu.name}`], ['cpu', 'auto: WebGPU failed to start']];
+}
+
+/** Create a loader on the first device of the plan that starts: { loader, reason }. */
+async function createLoader(device, files, weightsLen) {
+  const plan = await devicePlan(device);
+  let failure;
+  for (const [kind, reason] of plan) {
+    try {
+      const loader = await call(() => bindings.Loader.create(kind, files.config, files.tokenizer, files.preprocessor ?? undefined, weightsLen));
+      return { loader, reason: failure ? `${reason} (${failure.message})` : reason };
+    } catch (e) {
+      if (e.code !== 'E_BACKEND') throw e;
+      failure = e;
+    }
+  }
+  throw failure;
+}
+
+function free(object) {
+  if (crashMessage === null) {
+    try { object?.free(); } catch { /* consumed already */ }
+  }
+}
+
+// ---- model files ----------------------------------------------------------------------------
+
+/** Read a file's bytes from a Uint8Array, ArrayBuffer, Blob, Response or string. */
 async function toBytes(value, what) {
   if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
@@ -60,38 +272,11 @@ async function toBytes(value, what) {
   if (typeof Blob !== 'undefined' && value instanceof Blob) return new Uint8Array(await value.arrayBuffer());
   if (typeof Response !== 'undefined' && value instanceof Response) return new Uint8Array(await value.arrayBuffer());
   if (typeof value === 'string') return new TextEncoder().encode(value);
-  throw new WebclipError('E_INPUT', `${what}: expected bytes, a Blob or a Response`);
+  throw inputError(`${what}: expected a string, bytes, a Blob or a Response`);
 }
 
 async function toText(value, what) {
   return typeof value === 'string' ? value : new TextDecoder().decode(await toBytes(value, what));
-}
-
-async function hasWebGpu() {
-  try {
-    return !!(typeof navigator !== 'undefined' && navigator.gpu && (await navigator.gpu.requestAdapter()));
-  } catch {
-    return false;
-  }
-}
-
-/** Create a loader on the requested device; 'auto' tries WebGPU, then falls back to the CPU. */
-async function createLoader(device, config, tokenizer, preprocessor, weightsLen) {
-  if (!['auto', 'webgpu', 'cpu'].includes(device)) {
-    throw new WebclipError('E_INPUT', `unknown device "${device}" (expected auto, webgpu or cpu)`);
-  }
-  await loadWasm();
-  const wanted = device === 'auto' ? ((await hasWebGpu()) ? ['webgpu', 'cpu'] : ['cpu']) : [device];
-  let lastError;
-  for (const kind of wanted) {
-    try {
-      return await Loader.create(kind, config, tokenizer, preprocessor ?? undefined, weightsLen ?? undefined);
-    } catch (e) {
-      lastError = wrapError(e);
-      if (lastError.code !== 'E_BACKEND') throw lastError;
-    }
-  }
-  throw lastError;
 }
 
 async function openCache(enabled) {
@@ -104,87 +289,126 @@ async function openCache(enabled) {
 }
 
 /** Fetch one file of a model repo, from the cache when it holds it. */
-async function fetchFile(url, { cache, fetchFn, optional }) {
-  const cached = cache ? await cache.match(url) : undefined;
+async function fetchFile(url, { cache, fetchFn, signal }, optional = false) {
+  const cached = cache ? await cache.match(url).catch(() => undefined) : undefined;
   if (cached) return { response: cached, fromCache: true };
   let response;
   try {
-    response = await fetchFn(url);
+    response = await fetchFn(url, signal ? { signal } : undefined);
   } catch (e) {
+    throwIfAborted(signal);
     throw new WebclipError('E_FETCH', `could not fetch ${url}: ${e.message}`, { cause: e });
   }
   if (!response.ok) {
+    response.body?.cancel().catch(() => {});
     if (optional && response.status === 404) return { response: null, fromCache: false };
     throw new WebclipError('E_FETCH', `could not fetch ${url}: HTTP ${response.status} ${response.statusText}`.trim());
   }
   return { response, fromCache: false };
 }
 
-/** Read a whole small file, reporting progress and caching it once complete. */
-async function readSmallFile(base, name, options, optional = false) {
+/** Read a whole small file; it is cached (by the caller) once the whole model has loaded. */
+async function readSmallFile(base, name, context, optional = false) {
   const url = new URL(name, base).href;
-  const { response, fromCache } = await fetchFile(url, { ...options, optional });
+  const { response, fromCache } = await fetchFile(url, context, optional);
   if (!response) return null;
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  options.onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
-  if (!fromCache && options.cache) {
-    await options.cache.put(url, new Response(bytes, { headers: response.headers })).catch(() => {});
+  let bytes;
+  try {
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } catch (e) {
+    throwIfAborted(context.signal);
+    throw new WebclipError('E_FETCH', `could not read ${url}: ${e.message}`, { cause: e });
   }
+  context.onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
+  if (!fromCache) context.toCache.push([url, bytes]);
   return bytes;
 }
 
-/** Stream model.safetensors into the loader chunk by chunk: one copy of the weights in memory. */
-async function streamWeights(base, loaderFor, options) {
+/**
+ * Stream model.safetensors into a loader chunk by chunk: one copy of the weights in memory.
+ * Its length is judged by the safetensors header (Rust), not by Content-Length, which a
+ * compressed transfer makes smaller than the body; Content-Length is only a first estimate
+ * for progress.
+ */
+async function streamWeights(base, createFor, context) {
   const name = 'model.safetensors';
   const url = new URL(name, base).href;
-  const { response, fromCache } = await fetchFile(url, options);
-  const lengthHeader = response.headers.get('content-length');
-  const total = lengthHeader === null ? undefined : Number(lengthHeader);
-  const loader = await loaderFor(total);
-  // Cache from a second branch of the stream; deleted again if the load fails.
-  const caching = !fromCache && options.cache
-    ? options.cache.put(url, response.clone()).then(() => true, () => false)
-    : null;
+  const { response, fromCache } = await fetchFile(url, context);
+  const { signal, onProgress, cache } = context;
+  let created;
+  try {
+    throwIfAborted(signal);
+    created = await createFor();
+  } catch (e) {
+    response.body?.cancel().catch(() => {});
+    throw e;
+  }
+  const { loader } = created;
+  const estimate = Number(response.headers.get('content-length')) || 0;
+  // The cache reads a second branch of the stream; the entry is deleted if the load fails.
+  const caching = !fromCache && cache ? cache.put(url, response.clone()).then(() => true, () => false) : null;
+  const reader = response.body.getReader();
   let loaded = 0;
   try {
-    const reader = response.body.getReader();
     for (;;) {
       let chunk;
       try {
         chunk = await reader.read();
       } catch (e) {
-        throw new WebclipError('E_TRUNCATED', `${name}: the download broke off after ${loaded} bytes${total ? ` of ${total}` : ''}`, { cause: e });
+        throwIfAborted(signal);
+        throw new WebclipError('E_TRUNCATED', `${name}: the download broke off after ${loaded} bytes`, { cause: e });
       }
+      throwIfAborted(signal);
       if (chunk.done) break;
-      loader.push(chunk.value);
+      callSync(() => loader.push(chunk.value));
       loaded += chunk.value.length;
-      options.onProgress?.({ file: name, loaded, total: total ?? loaded });
+      const total = Math.max(callSync(() => loader.totalBytes) ?? estimate, loaded);
+      onProgress?.({ file: name, loaded, total });
     }
-    if (total !== undefined && loaded < total) {
-      throw new WebclipError('E_TRUNCATED', `${name}: received ${loaded} of ${total} bytes`);
+    const inner = await call(() => loader.finish());
+    if (signal?.aborted) {
+      free(inner);
+      throwIfAborted(signal);
     }
-    const clip = await loader.finish();
     if (caching) await caching;
-    return clip;
+    return { inner, reason: created.reason };
   } catch (e) {
+    reader.cancel().catch(() => {});
+    free(loader);
     if (caching) {
       await caching;
-      await options.cache.delete(url).catch(() => {});
+      await cache.delete(url).catch(() => {});
     }
-    try { loader.free(); } catch { /* already consumed */ }
     throw wrapError(e);
   }
 }
 
+// ---- images -----------------------------------------------------------------------------------
+
+/** Width or height of an RGBA buffer: an integer in 0..2^32-1. */
+function dimension(value, what) {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw inputError(`image ${what} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
 function rgbaOf(data, width, height) {
-  return { data: data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+  if (!ArrayBuffer.isView(data)) throw inputError('image data must be a Uint8Array or Uint8ClampedArray');
+  dimension(width, 'width');
+  dimension(height, 'height');
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (width * height * 4 !== bytes.length) {
+    throw inputError(`image data has ${bytes.length} bytes, but ${width} x ${height} RGBA needs ${width * height * 4}`);
+  }
+  return { data: bytes, width, height };
 }
 
 /** Read pixels out of anything drawable (canvas, image, bitmap, video). */
 function pixelsOfDrawable(source) {
   const width = source.naturalWidth ?? source.videoWidth ?? source.width ?? 0;
   const height = source.naturalHeight ?? source.videoHeight ?? source.height ?? 0;
-  if (!width || !height) return { data: new Uint8Array(0), width, height };
+  if (!width || !height) return { data: new Uint8Array(0), width: 0, height: 0 };
   const isCanvas = (typeof HTMLCanvasElement !== 'undefined' && source instanceof HTMLCanvasElement)
     || (typeof OffscreenCanvas !== 'undefined' && source instanceof OffscreenCanvas);
   let context = isCanvas ? source.getContext('2d', { willReadFrequently: true }) : null;
@@ -199,151 +423,249 @@ function pixelsOfDrawable(source) {
   return rgbaOf(image.data, width, height);
 }
 
+const isDrawable = (source) => ['HTMLCanvasElement', 'OffscreenCanvas', 'HTMLImageElement', 'ImageBitmap',
+  'HTMLVideoElement'].some((name) => typeof globalThis[name] === 'function' && source instanceof globalThis[name]);
+
 /** Add one image source to a wasm ImageBatch. */
 async function pushSource(batch, source) {
-  if (source == null) throw new WebclipError('E_INPUT', 'no image given');
+  if (source === null || (typeof source !== 'object' && typeof source !== 'string')) {
+    throw inputError(`not an image: ${String(source)}`);
+  }
   if (typeof source === 'string') {
-    const response = await fetch(source).catch((e) => { throw new WebclipError('E_FETCH', `could not fetch ${source}: ${e.message}`); });
-    if (!response.ok) throw new WebclipError('E_FETCH', `could not fetch ${source}: HTTP ${response.status}`);
-    return batch.pushEncoded(new Uint8Array(await response.arrayBuffer()));
+    let url;
+    try {
+      url = new URL(source, globalThis.document?.baseURI ?? globalThis.location?.href);
+    } catch {
+      throw inputError(`image URL "${source}" is not an absolute URL`);
+    }
+    const response = await fetch(url).catch((e) => { throw new WebclipError('E_FETCH', `could not fetch ${url}: ${e.message}`); });
+    if (!response.ok) throw new WebclipError('E_FETCH', `could not fetch ${url}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return callSync(() => batch.pushEncoded(bytes));
   }
   if ((typeof Blob !== 'undefined' && source instanceof Blob) || source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
-    return batch.pushEncoded(await toBytes(source, 'image'));
+    const bytes = await toBytes(source, 'image');
+    return callSync(() => batch.pushEncoded(bytes));
   }
-  if (typeof HTMLImageElement !== 'undefined' && source instanceof HTMLImageElement && !source.complete) {
-    await source.decode();
+  let pixels;
+  if (isDrawable(source)) {
+    if (typeof HTMLImageElement !== 'undefined' && source instanceof HTMLImageElement && !source.complete) await source.decode();
+    pixels = pixelsOfDrawable(source);
+  } else if ('data' in source && 'width' in source && 'height' in source) {
+    pixels = rgbaOf(source.data, source.width, source.height); // ImageData or {data, width, height}
+  } else {
+    throw inputError('not an image: expected a canvas, image, ImageData, {data, width, height}, Blob, bytes or a URL');
   }
-  const { data, width, height } = 'data' in source && 'width' in source && 'height' in source && !('getContext' in source)
-    ? rgbaOf(source.data, source.width, source.height) // ImageData or {data, width, height}
-    : pixelsOfDrawable(source);
-  return batch.pushRgba(data, width, height);
+  return callSync(() => batch.pushRgba(pixels.data, pixels.width, pixels.height));
 }
 
-async function imageBatch(sources) {
-  const batch = new ImageBatch();
-  try {
-    for (const source of sources) await pushSource(batch, source);
-  } catch (e) {
-    batch.free();
-    throw wrapError(e);
-  }
-  return batch;
+/** Let the page handle events between batches. */
+function yieldToEventLoop() {
+  return globalThis.scheduler?.yield?.() ?? new Promise((resolve) => setTimeout(resolve, 0));
 }
+
+// ---- the model ------------------------------------------------------------------------------
 
 /** A CLIP model running in wasm, on WebGPU or the CPU. */
 export class Clip {
   #inner;
+  #deviceReason;
+  #imageLimits;
 
-  constructor(inner) {
+  /** Use `Clip.fromPretrained` or `Clip.fromFiles`. */
+  constructor(inner, { deviceReason, imageLimits } = {}) {
     this.#inner = inner;
+    this.#deviceReason = deviceReason;
+    this.#imageLimits = imageLimits;
   }
 
   /**
-   * Load a Hugging Face style model directory (config.json, model.safetensors, tokenizer.json,
-   * optional preprocessor_config.json) from a base URL.
+   * Load a Hugging Face CLIP model by Hub id (`'openai/clip-vit-base-patch32'`) or from a URL
+   * of a directory with config.json, model.safetensors, tokenizer.json and (optionally)
+   * preprocessor_config.json.
    */
-  static async fromPretrained(baseUrl, { device = 'auto', onProgress, cache = true, fetch: fetchFn } = {}) {
-    const base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`, globalThis.location?.href);
-    const options = { cache: await openCache(cache), fetchFn: fetchFn ?? globalThis.fetch.bind(globalThis), onProgress };
-    const [config, tokenizer, preprocessor] = await Promise.all([
-      readSmallFile(base, 'config.json', options),
-      readSmallFile(base, 'tokenizer.json', options),
-      readSmallFile(base, 'preprocessor_config.json', options, true),
+  static async fromPretrained(model, loadOptions) {
+    const {
+      device = 'auto', onProgress, cache = true, fetch: fetchFn, signal, revision, hubUrl, wasmUrl, imageLimits,
+    } = options(loadOptions, 'fromPretrained');
+    const base = modelBase(model, { revision, hubUrl });
+    checkDevice(device);
+    checkImageLimits(imageLimits);
+    optionalFunction(onProgress, 'onProgress');
+    optionalFunction(fetchFn, 'fetch');
+    optionalUrl(wasmUrl, 'wasmUrl');
+    checkSignal(signal);
+    throwIfAborted(signal);
+    const context = {
+      cache: await openCache(cache),
+      fetchFn: fetchFn ?? globalThis.fetch.bind(globalThis),
+      onProgress,
+      signal,
+      toCache: [],
+    };
+    const [, config, tokenizer, preprocessor] = await Promise.all([
+      loadRuntime(wasmUrl),
+      readSmallFile(base, 'config.json', context),
+      readSmallFile(base, 'tokenizer.json', context),
+      readSmallFile(base, 'preprocessor_config.json', context, true),
     ]);
     const decoder = new TextDecoder();
-    const inner = await streamWeights(base, (total) => createLoader(
-      device, decoder.decode(config), tokenizer, preprocessor && decoder.decode(preprocessor), total,
-    ), options);
-    return new Clip(inner);
+    const files = { config: decoder.decode(config), tokenizer, preprocessor: preprocessor && decoder.decode(preprocessor) };
+    const { inner, reason } = await streamWeights(base, () => createLoader(device, files, undefined), context);
+    if (context.cache) {
+      await Promise.all(context.toCache.map(([url, bytes]) => context.cache.put(url, new Response(bytes)).catch(() => {})));
+    }
+    return new Clip(inner, { deviceReason: reason, imageLimits });
   }
 
   /** Load from in-memory files: each a string, Uint8Array, ArrayBuffer, Blob or Response. */
-  static async fromFiles({ config, weights, tokenizer, preprocessor }, { device = 'auto' } = {}) {
+  static async fromFiles(files, loadOptions) {
+    if (files === null || typeof files !== 'object') {
+      throw inputError('fromFiles needs { config, weights, tokenizer } (and optionally preprocessor)');
+    }
+    const { config, weights, tokenizer, preprocessor } = files;
     if (config == null || weights == null || tokenizer == null) {
-      throw new WebclipError('E_INPUT', 'fromFiles needs config, weights and tokenizer');
+      throw inputError('fromFiles needs config, weights and tokenizer');
     }
+    const { device = 'auto', wasmUrl, imageLimits } = options(loadOptions, 'fromFiles');
+    checkDevice(device);
+    checkImageLimits(imageLimits);
+    optionalUrl(wasmUrl, 'wasmUrl');
+    const parsed = {
+      config: await toText(config, 'config'),
+      tokenizer: await toBytes(tokenizer, 'tokenizer'),
+      preprocessor: preprocessor == null ? null : await toText(preprocessor, 'preprocessor'),
+    };
     const weightBytes = await toBytes(weights, 'weights');
-    const loader = await createLoader(
-      device,
-      await toText(config, 'config'),
-      await toBytes(tokenizer, 'tokenizer'),
-      preprocessor == null ? null : await toText(preprocessor, 'preprocessor'),
-      weightBytes.length,
-    );
+    await loadRuntime(wasmUrl);
+    const { loader, reason } = await createLoader(device, parsed, weightBytes.length);
     try {
-      loader.push(weightBytes);
+      callSync(() => loader.push(weightBytes));
     } catch (e) {
-      loader.free();
-      throw wrapError(e);
+      free(loader);
+      throw e;
     }
-    return new Clip(await guard(loader.finish()));
+    return new Clip(await call(() => loader.finish()), { deviceReason: reason, imageLimits });
   }
 
   #model() {
-    if (!this.#inner) throw new WebclipError('E_INPUT', 'this model has been disposed');
+    checkAlive();
+    if (!this.#inner) throw inputError('this model has been disposed');
     return this.#inner;
   }
 
   /** The device in use: 'webgpu' or 'cpu'. */
   get device() {
-    return this.#model().device;
+    return callSync(() => this.#model().device);
+  }
+
+  /** Why that device was chosen (e.g. "auto: the WebGPU adapter (google swiftshader) is a software fallback; ..."). */
+  get deviceReason() {
+    return this.#deviceReason;
   }
 
   /** Size of the embedding space. */
   get embeddingDim() {
-    return this.#model().embeddingDim;
+    return callSync(() => this.#model().embeddingDim);
   }
 
-  /** L2-normalized image embeddings, one Float32Array per source. */
-  async embedImages(sources) {
+  /** A wasm ImageBatch holding `sources`; freed again if one of them fails. */
+  async #imageBatch(sources) {
+    const batch = callSync(() => new bindings.ImageBatch());
+    try {
+      if (this.#imageLimits) {
+        const { maxSide, maxBytes } = this.#imageLimits;
+        callSync(() => batch.setLimits(maxSide, maxBytes));
+      }
+      for (const source of sources) await pushSource(batch, source);
+    } catch (e) {
+      free(batch);
+      throw wrapError(e);
+    }
+    return batch;
+  }
+
+  /**
+   * L2-normalized image embeddings, one Float32Array per source. Images are read and embedded
+   * `batchSize` at a time (default 8), yielding to the event loop between batches, with
+   * `onProgress({ done, total })` after each.
+   */
+  async embedImages(sources, callOptions) {
+    const { batchSize = 8, onProgress } = options(callOptions, 'embedImages');
+    positiveInteger(batchSize, 'batchSize');
+    optionalFunction(onProgress, 'onProgress');
     const list = Array.isArray(sources) ? sources : [sources];
-    if (list.length === 0) return [];
-    return guard(this.#model().embedImages(await imageBatch(list)));
+    const out = [];
+    for (let start = 0; start < list.length; start += batchSize) {
+      if (start > 0) await yieldToEventLoop();
+      const batch = await this.#imageBatch(list.slice(start, start + batchSize));
+      out.push(...(await call(() => this.#model().embedImages(batch))));
+      onProgress?.({ done: out.length, total: list.length });
+    }
+    return out;
   }
 
   /** L2-normalized text embeddings, one Float32Array per text. */
   async embedTexts(texts) {
     const list = Array.isArray(texts) ? texts : [texts];
-    if (list.some((t) => typeof t !== 'string')) throw new WebclipError('E_INPUT', 'texts must be strings');
+    stringList(list, 'texts');
     if (list.length === 0) return [];
-    return guard(this.#model().embedTexts(list));
+    return call(() => this.#model().embedTexts(list));
   }
 
   /**
-   * Zero-shot classification: [{label, score}] sorted by score (softmax over labels). Several
-   * templates, or `(a|b)` alternatives, form an ensemble: 'mean' or 'probability'.
+   * Zero-shot classification of one image ([{label, score}], best first) or of an array of
+   * images (one such list per image). Several templates, or `(a|b)` alternatives, form an
+   * ensemble: 'mean' or 'probability'.
    */
-  async classify(source, labels, { template = 'a photo of a {}.', templates, ensemble = 'mean' } = {}) {
-    if (!Array.isArray(labels) || labels.length === 0) throw new WebclipError('E_INPUT', 'the label list is empty');
-    const list = templates ?? [template];
-    const batch = await imageBatch([source]);
-    return guard(this.#model().classify(batch, labels.map(String), list.map(String), String(ensemble)));
+  async classify(images, labels, callOptions) {
+    const { template, templates, ensemble = 'mean', onProgress } = options(callOptions, 'classify');
+    if (!Array.isArray(labels) || labels.length === 0) throw inputError('labels must be a non-empty array of strings');
+    stringList(labels, 'labels');
+    if (template !== undefined && typeof template !== 'string') throw inputError('template must be a string');
+    if (typeof ensemble !== 'string') throw inputError('ensemble must be "mean" or "probability"');
+    optionalFunction(onProgress, 'onProgress');
+    const list = typeof templates === 'string' ? [templates]
+      : templates !== undefined ? stringList(templates, 'templates')
+        : [template ?? callSync(() => bindings.defaultTemplate())];
+    const many = Array.isArray(images);
+    const sources = many ? images : [images];
+    const results = [];
+    for (const source of sources) {
+      if (results.length > 0) await yieldToEventLoop();
+      const batch = await this.#imageBatch([source]);
+      results.push(await call(() => this.#model().classify(batch, labels, list, ensemble)));
+      onProgress?.({ done: results.length, total: sources.length });
+    }
+    return many ? results : results[0];
   }
 
   /** Rank embeddings (e.g. from embedImages) by similarity to a text query: [{index, score}]. */
-  async rank(query, embeddings, { topk = embeddings?.length ?? 0 } = {}) {
-    if (!Array.isArray(embeddings)) throw new WebclipError('E_INPUT', 'embeddings must be an array of Float32Array');
+  async rank(query, embeddings, callOptions) {
+    if (typeof query !== 'string') throw inputError('the query must be a string');
+    if (!Array.isArray(embeddings)) throw inputError('embeddings must be an array of Float32Array');
+    const { topk = embeddings.length } = options(callOptions, 'rank');
+    if (!Number.isSafeInteger(topk) || topk < 0) throw inputError(`topk must be a non-negative integer, got ${String(topk)}`);
     const dim = this.embeddingDim;
     const flat = new Float32Array(embeddings.length * dim);
     embeddings.forEach((e, i) => {
-      if (e.length !== dim) throw new WebclipError('E_INPUT', `embedding ${i} has ${e.length} values, expected ${dim}`);
+      if (e?.length !== dim || !(ArrayBuffer.isView(e) || Array.isArray(e))) {
+        throw inputError(`embedding ${i} is not an array of ${dim} numbers`);
+      }
       flat.set(e, i * dim);
     });
-    return guard(this.#model().rankText(String(query), flat, topk));
+    return call(() => this.#model().rankText(query, flat, Math.min(topk, embeddings.length)));
   }
 
   /** Token ids of a text (start and end tokens, no padding). */
   tokenize(text) {
-    try {
-      return Array.from(this.#model().tokenize(String(text)));
-    } catch (e) {
-      throw wrapError(e);
-    }
+    if (typeof text !== 'string') throw inputError('the text must be a string');
+    return callSync(() => Array.from(this.#model().tokenize(text)));
   }
 
   /** Free the model's memory (wasm and GPU). */
   dispose() {
-    this.#inner?.free();
+    free(this.#inner);
     this.#inner = null;
   }
 }

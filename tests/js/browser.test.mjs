@@ -1,5 +1,6 @@
 // The npm package in headless Chromium (Debian's, driven by playwright-core), pages served on
-// 127.0.0.1: WebGPU (SwiftShader) and CPU, streaming with progress, the cache, and errors.
+// 127.0.0.1: WebGPU (SwiftShader) and CPU, streaming with progress, the cache, Hub ids,
+// compressed transfers, cancelling, runtime failures and errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -33,7 +34,7 @@ function load(page, base, options) {
     try {
       const clip = await window.webclip.Clip.fromPretrained(base, { ...options, onProgress: (e) => events.push(e) });
       const embeds = await clip.embedTexts(texts);
-      const result = { device: clip.device, events, texts: embeds.map((e) => Array.from(e)) };
+      const result = { device: clip.device, deviceReason: clip.deviceReason, events, texts: embeds.map((e) => Array.from(e)) };
       window.clip = clip;
       return result;
     } catch (e) {
@@ -108,9 +109,8 @@ test('broken downloads: truncated, cut off and missing files', { timeout: 120_00
   const page = await openPage({ webgpu: false });
   const truncated = await load(page, `${server.url}/broken/truncated/`, { device: 'cpu' });
   assert.equal(truncated.error, 'E_TRUNCATED', truncated.message);
-  const cached = await page.evaluate(async (url) => !!(await (await caches.open('webclip-v1')).match(url)),
-    `${server.url}/broken/truncated/model.safetensors`);
-  assert.equal(cached, false, 'a truncated file is never cached');
+  const cached = await page.evaluate(async () => (await (await caches.open('webclip-v1')).keys()).map((r) => r.url));
+  assert.deepEqual(cached.filter((url) => url.includes('/broken/')), [], 'nothing of a failed load is cached');
 
   const cutoff = await load(page, `${server.url}/broken/cutoff/`, { device: 'cpu' });
   assert.equal(cutoff.error, 'E_TRUNCATED', cutoff.message);
@@ -119,12 +119,63 @@ test('broken downloads: truncated, cut off and missing files', { timeout: 120_00
   assert.equal(missing.error, 'E_FETCH', missing.message);
 });
 
+test('the runtime: a missing or broken wasm is E_FETCH / E_BACKEND, and a later call retries', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const missing = await load(page, server.url + MODEL, { wasmUrl: '/no-such.wasm' });
+  assert.equal(missing.error, 'E_FETCH', missing.message);
+  const garbage = await load(page, server.url + MODEL, { wasmUrl: new URL('/broken/garbage.wasm', server.url).href });
+  assert.equal(garbage.error, 'E_BACKEND', garbage.message);
+  checkTexts(await load(page, server.url + MODEL, {}), 1e-4);
+});
+
+test('Hub ids on a mirror, relative URLs, and a compressed transfer', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const hub = await load(page, 'fixtures/tiny-gelu', { hubUrl: `${server.url}/hub/`, revision: 'v1.0', cache: false });
+  checkTexts(hub, 1e-4);
+  assert.ok(server.count('/hub/fixtures/tiny-gelu/resolve/v1.0/model.safetensors') >= 1);
+  // Relative to the page (/tests/js/browser/index.html), with or without the trailing slash.
+  checkTexts(await load(page, '../../fixtures/models/tiny-gelu/', { cache: false }), 1e-4);
+  checkTexts(await load(page, '/tests/fixtures/models/tiny-gelu', { cache: false }), 1e-4);
+
+  const compressed = await load(page, `${server.url}/broken/compressed/`, { cache: false });
+  checkTexts(compressed, 1e-4);
+  const weights = compressed.events.filter((e) => e.file === 'model.safetensors');
+  weights.forEach((e) => assert.ok(e.loaded <= e.total, `loaded ${e.loaded} > total ${e.total}`));
+  assert.deepEqual(weights.at(-1), { file: 'model.safetensors', loaded: weightsSize, total: weightsSize });
+});
+
+test('cancelling a load: E_ABORTED, nothing cached, the loader freed', { timeout: 120_000 }, async () => {
+  const page = await openPage({ webgpu: false });
+  const result = await page.evaluate(async ({ url, half }) => {
+    const { Clip, wasmMemoryBytes } = window.webclip;
+    const cancelAt = async (when) => {
+      const controller = new AbortController();
+      const onProgress = (e) => when(e) && controller.abort();
+      return Clip.fromPretrained(url, { device: 'cpu', signal: controller.signal, onProgress }).then(() => 'loaded', (e) => e.code);
+    };
+    const codes = [await cancelAt((e) => e.file === 'config.json')];
+    codes.push(await cancelAt((e) => e.file === 'model.safetensors' && e.loaded >= half));
+    const memory = wasmMemoryBytes();
+    for (let i = 0; i < 8; i++) codes.push(await cancelAt((e) => e.file === 'model.safetensors' && e.loaded >= half));
+    const cache = await caches.open('webclip-v1');
+    return { codes, growth: wasmMemoryBytes() - memory, cached: (await cache.keys()).map((r) => r.url) };
+  }, { url: `${server.url}/broken/stall/`, half: weightsSize >> 1 });
+  assert.deepEqual(new Set(result.codes), new Set(['E_ABORTED']), result.codes.join(' '));
+  assert.deepEqual(result.cached, [], 'nothing of a cancelled load is cached');
+  // Eight leaked loaders would hold eight half-loaded models (and tokenizers).
+  assert.ok(result.growth < 2 * weightsSize, `wasm memory grew by ${result.growth} bytes over 8 cancelled loads`);
+});
+
 test('with WebGPU (SwiftShader): matches the reference within 1e-3', { timeout: 300_000 }, async () => {
   const page = await openPage({ webgpu: true });
   const hasAdapter = await page.evaluate(async () => !!(navigator.gpu && await navigator.gpu.requestAdapter()));
   assert.ok(hasAdapter, 'Chromium with --enable-unsafe-webgpu offers an adapter here');
+  const auto = await load(page, server.url + MODEL, { device: 'auto' });
+  assert.equal(auto.device, 'cpu', 'auto prefers the CPU over a software fallback adapter');
+  assert.match(auto.deviceReason, /software fallback/);
   const result = await load(page, server.url + MODEL, { device: 'webgpu' });
   assert.equal(result.device, 'webgpu', result.message);
+  assert.match(result.deviceReason, /^requested/);
   checkTexts(result, 1e-3);
   const images = await page.evaluate(async (files) => {
     const blobs = await Promise.all(files.map((f) => fetch(`/tests/fixtures/images/${f}`).then((r) => r.blob())));
