@@ -104,6 +104,8 @@ function explain(error, url) {
       return `The files at ${url} are not a CLIP model in the Hugging Face layout that webclip reads. (${detail})`;
     case 'E_BACKEND':
       return `This browser could not run the model on the chosen device; try "auto" or "CPU". (${detail})`;
+    case 'E_ABORTED':
+      return 'Loading was cancelled.';
     default:
       return `Loading failed: ${detail}`;
   }
@@ -115,6 +117,7 @@ async function loadModel(url, device = 'auto') {
   const text = $('load-text');
   $('model-error').hidden = true;
   $('load-button').disabled = $('default-model').disabled = true;
+  $('cancel-load').hidden = false;
   progress.removeAttribute('value');
   text.textContent = `Loading ${url === DEFAULT_MODEL ? 'the default model' : url}…`;
   try {
@@ -136,6 +139,7 @@ async function loadModel(url, device = 'auto') {
     text.textContent = 'Ready.';
     $('model-name').textContent = url === DEFAULT_MODEL ? 'default (synthetic shapes)' : url;
     $('device').textContent = result.device === 'webgpu' ? 'WebGPU' : 'CPU';
+    $('device-reason').textContent = `(${result.deviceReason})`;
     $('load-time').textContent = `${(result.ms / 1000).toFixed(2)} s`;
     document.body.dataset.model = 'ready';
     gallery.forEach((item) => { item.embedding = null; }); // another model: embed again
@@ -149,6 +153,7 @@ async function loadModel(url, device = 'auto') {
     text.textContent = modelLoaded ? 'Still using the previous model.' : 'No model loaded.';
   } finally {
     $('load-button').disabled = $('default-model').disabled = false;
+    $('cancel-load').hidden = true;
   }
 }
 
@@ -157,6 +162,7 @@ $('model-form').addEventListener('submit', (event) => {
   loadModel($('model-url').value.trim(), $('device-choice').value);
 });
 $('default-model').addEventListener('click', () => loadModel(DEFAULT_MODEL, $('device-choice').value));
+$('cancel-load').addEventListener('click', () => call('cancel'));
 
 // ---- the canvas -------------------------------------------------------------------------
 
@@ -370,7 +376,9 @@ const embedGallery = latest(async () => {
   if (!modelLoaded || todo.length === 0) return searchNow();
   $('search-status').textContent = `Embedding ${todo.length} image(s)…`;
   try {
-    const { embeddings, ms } = await call('embedImages', { images: todo.map((item) => item.blob) });
+    const { embeddings, ms } = await call('embedImages', { images: todo.map((item) => item.blob) }, ({ done, total }) => {
+      $('search-status').textContent = `Embedding ${todo.length} image(s)… ${done} of ${total} done`;
+    });
     todo.forEach((item, i) => { item.embedding = embeddings[i]; });
     $('search-status').textContent = `Embedded ${todo.length} image(s) in ${ms.toFixed(0)} ms.`;
   } catch (error) {

@@ -4,14 +4,27 @@
 import { Clip } from './pkg/index.js';
 
 let clip = null;
+let loading = null;
 
 const handlers = {
   async load({ url, device }, progress) {
     const started = performance.now();
-    const next = await Clip.fromPretrained(url, { device, onProgress: progress });
-    clip?.dispose();
-    clip = next;
-    return { device: clip.device, ms: performance.now() - started, embeddingDim: clip.embeddingDim };
+    loading?.abort();
+    const controller = new AbortController();
+    loading = controller;
+    try {
+      const next = await Clip.fromPretrained(url, { device, onProgress: progress, signal: controller.signal });
+      clip?.dispose();
+      clip = next;
+    } finally {
+      if (loading === controller) loading = null;
+    }
+    return { device: clip.device, deviceReason: clip.deviceReason, ms: performance.now() - started, embeddingDim: clip.embeddingDim };
+  },
+
+  async cancel() {
+    loading?.abort();
+    return {};
   },
 
   async classify({ image, labels, templates, ensemble }) {
@@ -20,9 +33,9 @@ const handlers = {
     return { scores, ms: performance.now() - started };
   },
 
-  async embedImages({ images }) {
+  async embedImages({ images }, progress) {
     const started = performance.now();
-    const embeddings = await model().embedImages(images);
+    const embeddings = await model().embedImages(images, { onProgress: progress });
     return { embeddings, ms: performance.now() - started };
   },
 
