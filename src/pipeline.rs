@@ -205,16 +205,14 @@ impl ClipLoader {
     /// Finish loading once every byte has been pushed.
     pub async fn finish(self) -> Result<Clip> {
         let model = self.weights.finish()?;
-        let logit_scale = read_values(model.logit_scale.val().reshape([1, 1])).await?[0];
-        Ok(Clip {
+        Clip::from_parts(
             model,
-            config: self.config,
-            tokenizer: self.tokenizer,
-            preprocess: self.preprocess,
-            device: self.device,
-            logit_scale: logit_scale.exp(),
-            text_cache: Mutex::new(HashMap::new()),
-        })
+            self.config,
+            self.tokenizer,
+            self.preprocess,
+            &self.device,
+        )
+        .await
     }
 }
 
@@ -231,6 +229,27 @@ pub struct Clip {
 }
 
 impl Clip {
+    /// A `Clip` around a model already in memory on `device` (e.g. the one being trained, as
+    /// `Module::valid()` gives it: no file round trip).
+    pub async fn from_parts(
+        model: ClipModel,
+        config: ClipConfig,
+        tokenizer: ClipTokenizer,
+        preprocess: PreprocessConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let logit_scale = read_values(model.logit_scale.val().reshape([1, 1])).await?[0];
+        Ok(Clip {
+            model,
+            config,
+            tokenizer,
+            preprocess,
+            device: device.clone(),
+            logit_scale: logit_scale.exp(),
+            text_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Load a Hugging Face CLIP directory (`config.json`, `model.safetensors`,
     /// `tokenizer.json`, optional `preprocessor_config.json`).
     #[cfg(not(target_arch = "wasm32"))]

@@ -11,8 +11,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
 use crate::image::{ImageLimits, RgbImage};
-use crate::pipeline::{Clip, ClipLoader, ModelFiles};
-use crate::tasks::Ensemble;
+use crate::pipeline::{Backend, Clip, ClipLoader, ModelFiles};
+use crate::tasks::{Ensemble, DEFAULT_TEMPLATE};
 
 /// A JS `Error` carrying the webclip error code in `code`.
 fn js_error(e: Error) -> JsValue {
@@ -44,17 +44,21 @@ pub fn set_panic_handler(handler: js_sys::Function) {
     }));
 }
 
-/// Create the compute device: `"webgpu"` (fails if no adapter) or `"cpu"`.
+/// The prompt template `classify` uses when none is given.
+#[wasm_bindgen(js_name = defaultTemplate)]
+pub fn default_template() -> String {
+    DEFAULT_TEMPLATE.to_string()
+}
+
+/// Create the compute device: `"webgpu"` (fails if no adapter) or `"cpu"`
+/// ([`Backend::parse`]'s names).
 async fn create_device(kind: &str) -> Result<Device, Error> {
-    match kind {
-        "cpu" => Ok(Device::flex()),
-        "webgpu" => Device::wgpu_options()
+    match Backend::parse(kind)? {
+        Backend::Cpu => Ok(Device::flex()),
+        Backend::Wgpu => Device::wgpu_options()
             .init_async()
             .await
             .map_err(|e| Error::Backend(format!("WebGPU is unavailable: {e}"))),
-        other => Err(Error::Input(format!(
-            "unknown device `{other}` (expected webgpu or cpu)"
-        ))),
     }
 }
 

@@ -9,6 +9,7 @@ pub use clean::clean_text;
 use crate::error::{Error, Result};
 
 /// A CLIP tokenizer for one model.
+#[derive(Clone)]
 pub struct ClipTokenizer {
     inner: tokenizers::Tokenizer,
     max_len: usize,

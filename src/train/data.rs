@@ -115,24 +115,31 @@ fn parse_jsonl(text: &str, skipped: &mut SkipCounts) -> Vec<(String, String)> {
     rows
 }
 
-/// A CSV (or, when the header has tabs, TSV) with a header naming the columns.
+/// A CSV (or, when the header has tabs, TSV) with a header naming the columns; quoted fields
+/// may hold separators, quotes (`""`) and newlines.
 fn parse_csv(
     text: &str,
     skipped: &mut SkipCounts,
 ) -> std::result::Result<Vec<(String, String)>, String> {
-    let mut lines = text.lines();
-    let header = lines.next().ok_or("the file is empty")?;
-    let separator = if header.contains('\t') { '\t' } else { ',' };
-    let columns = split_record(header, separator);
+    let header = text.lines().next().ok_or("the file is empty")?;
+    let delimiter = if header.contains('\t') { b'\t' } else { b',' };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let columns = reader.headers().map_err(|e| e.to_string())?.clone();
     let find = |names: &[&str]| columns.iter().position(|c| names.contains(&c.trim()));
     let image_column = find(&["filepath", "image"]).ok_or("the header has no filepath column")?;
     let caption_column =
         find(&["caption", "title"]).ok_or("the header has no caption or title column")?;
     let mut rows = Vec::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let fields = split_record(line, separator);
-        match (fields.get(image_column), fields.get(caption_column)) {
-            (Some(image), Some(caption)) => rows.push((image.clone(), caption.clone())),
+    for record in reader.records() {
+        let Ok(record) = record else {
+            skipped.malformed_lines += 1;
+            continue;
+        };
+        match (record.get(image_column), record.get(caption_column)) {
+            (Some(image), Some(caption)) => rows.push((image.to_string(), caption.to_string())),
             (Some(_), None) => skipped.empty_captions += 1,
             _ => skipped.malformed_lines += 1,
         }
@@ -140,40 +147,25 @@ fn parse_csv(
     Ok(rows)
 }
 
-/// Split one record, honouring double quotes (`""` inside quotes is a literal quote).
-fn split_record(line: &str, separator: char) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        let field = fields.last_mut().expect("never empty");
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => fields.push(String::new()),
-            c => field.push(c),
-        }
-    }
-    fields
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn csv_records_keep_quoted_separators() {
+    fn csv_records_keep_quoted_separators_quotes_and_newlines() {
+        let mut skipped = SkipCounts::default();
+        let text = "filepath,caption\na.png,\"a red, round \"\"thing\"\"\"\nb.png,\"two\nlines\"\n";
+        let rows = parse_csv(text, &mut skipped).unwrap();
         assert_eq!(
-            split_record(r#"a.png,"a red, round ""thing""""#, ','),
-            ["a.png", r#"a red, round "thing""#]
+            rows,
+            [
+                ("a.png".to_string(), r#"a red, round "thing""#.to_string()),
+                ("b.png".to_string(), "two\nlines".to_string()),
+            ]
         );
-        assert_eq!(
-            split_record("a.png\tone\ttwo", '\t'),
-            ["a.png", "one", "two"]
-        );
+        let rows = parse_csv("filepath\tcaption\na.png\tone, two\n", &mut skipped).unwrap();
+        assert_eq!(rows, [("a.png".to_string(), "one, two".to_string())]);
+        assert_eq!(skipped, SkipCounts::default());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
@@ -462,7 +463,13 @@ pub fn train(
         }
         let evaluate_now = last || every(config.eval_every);
         if evaluate_now {
-            let clip = export(&model, Vec::new(), unreadable)?.load(device)?;
+            let clip = block_on(Clip::from_parts(
+                model.valid(),
+                model_config.clone(),
+                tokenizer.clone(),
+                preprocess.clone(),
+                device,
+            ))?;
             let evaluation = match data {
                 TrainData::Synthetic => evaluate(&clip, step + 1, config.eval_images, config.seed)?,
                 TrainData::Captions(_) => evaluate_pairs(&clip, step + 1, &held_out)?,
