@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{linear, visit_linear};
+use super::layers::{apply, linear, visit_linear};
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
 use crate::config::ClipConfig;
@@ -40,14 +40,12 @@ impl ClipModel {
 
     /// Projected, unnormalized image features `[batch, projection_dim]`.
     pub fn image_features(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.visual_projection
-            .forward(self.vision_model.forward(pixels))
+        apply(&self.visual_projection, self.vision_model.forward(pixels))
     }
 
     /// Projected, unnormalized text features `[batch, projection_dim]`.
     pub fn text_features(&self, tokens: &TokenBatch) -> Tensor<2> {
-        self.text_projection
-            .forward(self.text_model.forward(tokens))
+        apply(&self.text_projection, self.text_model.forward(tokens))
     }
 
     /// L2-normalized image embeddings.

@@ -29,6 +29,14 @@ pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> L
         .init(device)
 }
 
+/// `linear.forward(x)`; natively on the CPU backend through [`super::cpu_linear`].
+pub fn apply<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return super::cpu_linear::forward(linear, x);
+    #[cfg(target_arch = "wasm32")]
+    linear.forward(x)
+}
+
 /// A lazily initialised parameter drawn from `N(0, std²)`.
 pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
     Initializer::Normal { mean: 0.0, std }.init(shape, device)
@@ -98,9 +106,9 @@ impl Attention {
             t.reshape([batch, seq, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
+        let q = heads(apply(&self.q_proj, x.clone()));
+        let k = heads(apply(&self.k_proj, x.clone()));
+        let v = heads(apply(&self.v_proj, x));
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
@@ -109,7 +117,7 @@ impl Attention {
         let context = attention(q, k, v, mask, None, options)
             .swap_dims(1, 2)
             .reshape([batch, seq, hidden]);
-        self.out_proj.forward(context)
+        apply(&self.out_proj, context)
     }
 
     fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
@@ -144,8 +152,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2
-            .forward(activate(self.fc1.forward(x), self.activation))
+        apply(&self.fc2, activate(apply(&self.fc1, x), self.activation))
     }
 }
 

@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{layer_norm, linear, normal, visit_layer_norm, Encoder, EncoderShape};
+use super::layers::{apply, layer_norm, linear, normal, visit_layer_norm, Encoder, EncoderShape};
 use crate::config::VisionConfig;
 use crate::error::Result;
 use crate::weights::{Layout, ParamVisitor};
@@ -58,7 +58,7 @@ impl VisionTransformer {
             .reshape([batch, channels, rows, p, cols, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch, rows * cols, channels * p * p]);
-        let patches = self.patch_embedding.forward(patches);
+        let patches = apply(&self.patch_embedding, patches);
         let hidden = patches.dims()[2];
         let class = self
             .class_embedding

@@ -1,0 +1,160 @@
+//! A faster linear layer for inference on burn's CPU backend (Flex), natively.
+//!
+//! burn computes `x @ w` for a batched input as one matrix product per batch item, each on one
+//! thread, and adds the bias in a second pass; below ~7M multiply-adds it uses one thread. Here
+//! all rows of the batch form one matrix, the bias is written into the output first and the
+//! product accumulates onto it, and the output columns are split between the threads, so each
+//! thread streams only its share of the weights (the strategy of ONNX Runtime's MLAS when the
+//! output is wider than tall). Measured in `docs/performance.md`.
+//!
+//! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
+//! else, training included, takes burn's path unchanged.
+
+use burn::backend::Flex;
+use burn::nn::Linear;
+use burn::tensor::{DType, Shape, Tensor};
+use burn_flex::FlexTensor;
+
+/// Below this many multiply-adds one thread does the whole product.
+const SPLIT_THRESHOLD: usize = 32 * 32 * 32;
+/// Each thread's share of the output columns is a multiple of this (whole SIMD tiles).
+const COLUMN_ALIGN: usize = 16;
+
+/// `linear.forward(x)` through the fast path where it applies.
+pub fn forward<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    match try_forward(linear, &x) {
+        Some(out) => out,
+        None => linear.forward(x),
+    }
+}
+
+fn try_forward<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    let w = linear.weight.val().try_into_primitive::<Flex>().ok()?;
+    let b = match &linear.bias {
+        Some(bias) => Some(bias.val().try_into_primitive::<Flex>().ok()?),
+        None => None,
+    };
+    if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return None;
+    }
+    let (x_data, w_data) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
+    let bias = match &b {
+        Some(b) if b.dtype() == DType::F32 => Some(b.as_slice::<f32>()?),
+        Some(_) => return None,
+        None => None,
+    };
+    let dims = x.layout().shape().to_vec();
+    let [k, n] = w.layout().shape().to_vec()[..] else {
+        return None;
+    };
+    if dims.last() != Some(&k) || bias.is_some_and(|b| b.len() != n) {
+        return None;
+    }
+    let m = x_data.len() / k.max(1);
+
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("D >= 1") = n;
+    let mut out = FlexTensor::empty(Shape::from(out_dims), DType::F32);
+    let out_data: &mut [f32] = out.storage_mut();
+    if let Some(bias) = bias {
+        for row in out_data.chunks_exact_mut(n) {
+            row.copy_from_slice(bias);
+        }
+    }
+    matmul_accumulate(m, k, n, x_data, w_data, out_data);
+    Some(Tensor::from_primitive::<Flex>(out))
+}
+
+/// `out[m, n] += x[m, k] @ w[k, n]`, all row-major, with the columns split across threads.
+fn matmul_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    let parts = if m * n * k < SPLIT_THRESHOLD {
+        1
+    } else {
+        threads.min(n / COLUMN_ALIGN).max(1)
+    };
+    let width = n.div_ceil(parts).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
+    let (x_ptr, w_ptr, out_ptr) = (
+        x.as_ptr() as usize,
+        w.as_ptr() as usize,
+        out.as_mut_ptr() as usize,
+    );
+    let part = |start: usize| {
+        let cols = width.min(n - start);
+        // SAFETY: `x` is `m x k`, `w` is `k x n`, `out` is `m x n`, all row-major and alive for
+        // this call; each part writes only its own columns `start..start + cols` of `out`.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                (out_ptr as *mut f32).add(start),
+                1,
+                n as isize,
+                true,
+                x_ptr as *const f32,
+                1,
+                k as isize,
+                (w_ptr as *const f32).add(start),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    let starts: Vec<usize> = (0..n).step_by(width.max(1)).collect();
+    if starts.len() == 1 {
+        part(0);
+    } else {
+        use rayon::prelude::*;
+        starts.into_par_iter().for_each(part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn matches_burns_linear_on_every_shape_class() {
+        let device = Device::flex();
+        for (batch, rows, k, n, bias) in [
+            (1, 50, 64, 96, true),
+            (3, 7, 33, 17, true),
+            (2, 12, 128, 512, false),
+            (1, 1, 5, 3, true),
+        ] {
+            let linear = burn::nn::LinearConfig::new(k, n)
+                .with_bias(bias)
+                .init(&device);
+            let values: Vec<f32> = (0..batch * rows * k)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let x = Tensor::<3>::from_data(TensorData::new(values, [batch, rows, k]), &device);
+            let ours = try_forward(&linear, &x).expect("the fast path applies");
+            let ours = crate::model::values(ours).unwrap();
+            let burns = crate::model::values(linear.forward(x)).unwrap();
+            let diff = ours
+                .iter()
+                .zip(&burns)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-4, "[{batch}, {rows}, {k}] x [{k}, {n}]: {diff}");
+        }
+    }
+
+    #[test]
+    fn autodiff_tensors_take_burns_path() {
+        let device = Device::flex().autodiff();
+        let linear = burn::nn::LinearConfig::new(4, 4).init(&device);
+        let x = Tensor::<2>::ones([2, 4], &device).require_grad();
+        assert!(try_forward(&linear, &x).is_none());
+    }
+}
