@@ -657,6 +657,44 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def model_pixel_values(d: Path) -> torch.Tensor:
+    """MODEL_IMAGES as the model directory's own processor (transformers' CLIPImageProcessor,
+    from its preprocessor_config.json) prepares them: the reference for a Hugging Face
+    directory. 16-bit PNGs are reduced to 8 bits first (to_rgb8), as every decoder but PIL does."""
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor.from_pretrained(str(d))
+    images = [to_rgb8(Image.open(IMG_DIR / n)) for n in MODEL_IMAGES]
+    return torch.from_numpy(processor(images=images, return_tensors="np")["pixel_values"]).float()
+
+
+def refresh_image_references() -> None:
+    """Recompute only the image side of each model's reference.json (pixel values through the
+    model's processor, image embeddings, logits), keeping everything else."""
+    for d in sorted(MODELS_DIR.iterdir()):
+        path = d / "reference.json"
+        if not path.exists():
+            continue
+        ref = json.loads(path.read_text())
+        model = load_fp32(d)
+        with torch.no_grad():
+            pixel_values = model_pixel_values(d)
+            image_embeds = normalize(model.get_image_features(pixel_values=pixel_values).pooler_output)
+            text_embeds = torch.tensor(ref["text_embeds"])
+            logits = model.logit_scale.detach().float().exp() * image_embeds @ text_embeds.T
+        isim = image_embeds @ image_embeds.T
+        offi = ~torch.eye(len(MODEL_IMAGES), dtype=torch.bool)
+        ref.update({
+            "pixel_shape": list(pixel_values.shape),
+            "pixel_values": rnd_list(pixel_values.flatten()),
+            "image_embeds": rnd_list(image_embeds),
+            "logits_per_image": rnd_list(logits),
+        })
+        ref["max_offdiag_cosine"]["image"] = rnd(float(isim[offi].max()))
+        write_json(path, ref)
+        print(f"  {d.name}: image references from its processor")
+
+
 def compute_reference(d: Path, tok: CLIPTokenizer, size: int, dtype_name: str) -> dict:
     model = load_fp32(d)
     cfg = model.config
@@ -689,7 +727,7 @@ def compute_reference(d: Path, tok: CLIPTokenizer, size: int, dtype_name: str) -
         oc_padding_max_diff = float((oc_embeds - text_embeds).abs().max())
         assert oc_padding_max_diff < 1e-5, oc_padding_max_diff
 
-        pixel_values = torch.stack([preprocess(IMG_DIR / n, size) for n in MODEL_IMAGES])
+        pixel_values = model_pixel_values(d)
         image_embeds = normalize(model.get_image_features(pixel_values=pixel_values).pooler_output)
 
         logit_scale = model.logit_scale.detach().float()
@@ -1033,6 +1071,11 @@ Synthetic PNGs (seeded numpy noise + gradients/shapes): {images}.
   `Normalize(mean, std)` in float32. This equals `open_clip.image_transform(S, is_train=False)` on
   the RGB image and is asserted equal to plain torchvision.
   Every image at S=32, plus `large.png` and `landscape.png` at S=224.
+* `transformers_cases.json` + `<image>_<S>_transformers.f32` - transformers' `CLIPImageProcessor`
+  (torchvision backend, transformers 5's default; the reference for Hugging Face directories) on
+  images whose crop margin is odd: its crop offset is floored, and its resize may differ from
+  PIL's by one 8-bit level (0.015 after normalisation). `python3 scripts/make_fixtures.py
+  transformers-preprocess` regenerates only these.
 
 ## models/<name>/
 
@@ -1056,7 +1099,9 @@ Each directory holds `config.json`, `model.safetensors`, `preprocessor_config.js
 * `padding_max_diff` - max |diff| vs. one HF-padded batch with attention_mask (asserted < 1e-5);
   `open_clip_padding_max_diff` - same vs. zero-padding to 77 without a mask
 * `images` (names in `images/`), `pixel_shape` [N,3,S,S], `pixel_values` (flat, C order; the
-  reference transform above), `image_embeds` (L2-normalised, from exactly those pixel values)
+  directory's own `CLIPImageProcessor`, from its `preprocessor_config.json`, on the 8-bit RGB
+  images), `image_embeds` (L2-normalised, from exactly those pixel values);
+  `python3 scripts/make_fixtures.py model-images` recomputes only this image side
 * `logit_scale` (raw parameter, before exp) and `logits_per_image` = exp(logit_scale) *
   image_embeds @ text_embeds.T  ([N_images, N_texts])
 * `config_summary`, `dtype_on_disk`, `max_offdiag_cosine` (sanity: inputs are distinguishable)
@@ -1104,9 +1149,56 @@ def make_gradients() -> None:
         print(f"  {name}: loss {g['loss']:.6f}, {len(g['gradients'])} parameters")
 
 
+# Cases whose crop margin is odd, so that transformers' floored offset and torchvision's
+# rounded one differ by a pixel (one per axis, and one at the demo's size).
+HF_PREPROCESS_JOBS = [("palette.png", 32), ("large.png", 31), ("portrait.png", 27)]
+
+
+def make_hf_preprocess_cases() -> None:
+    """H. transformers' CLIPImageProcessor (the reference for Hugging Face directories) on
+    images whose crop margin is odd: it floors the crop offset where torchvision rounds."""
+    from transformers import CLIPImageProcessor
+
+    cases = []
+    for name, size in HF_PREPROCESS_JOBS:
+        processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        rgb = to_rgb8(Image.open(IMG_DIR / name))
+        x = processor(images=rgb, return_tensors="np")["pixel_values"][0].astype("<f4")
+        fname = f"{Path(name).stem}_{size}_transformers.f32"
+        x.tofile(PRE_DIR / fname)
+        w0, h0 = rgb.size
+        new_long = int(size * max(w0, h0) / min(w0, h0))
+        rw, rh = (size, new_long) if w0 <= h0 else (new_long, size)
+        cases.append({
+            "image": name,
+            "size": size,
+            "file": fname,
+            "resized_wh": [rw, rh],
+            "crop_top_left_floor": [(rh - size) // 2, (rw - size) // 2],
+            "crop_top_left_torchvision": [int(round((rh - size) / 2.0)), int(round((rw - size) / 2.0))],
+        })
+    write_json(PRE_DIR / "transformers_cases.json", {
+        "note": (
+            "transformers CLIPImageProcessor (torchvision backend, the default in transformers 5) "
+            "with shortest_edge = crop = size; raw little-endian float32 [3,S,S]. Its resize may "
+            "differ from PIL's by one 8-bit level (0.015 after normalization); its crop offset is "
+            "floored."
+        ),
+        "transformers": transformers.__version__,
+        "cases": cases,
+    }, indent=1)
+    print(f"  {len(cases)} transformers preprocessing cases")
+
+
 def main() -> None:
     if sys.argv[1:] == ["gradients"]:  # regenerate only G (the models must exist)
         make_gradients()
+        return
+    if sys.argv[1:] == ["transformers-preprocess"]:  # regenerate only H (the images must exist)
+        make_hf_preprocess_cases()
+        return
+    if sys.argv[1:] == ["model-images"]:  # only the image side of the model references
+        refresh_image_references()
         return
     FIX.mkdir(parents=True, exist_ok=True)
     for p in OWNED:
@@ -1127,6 +1219,8 @@ def main() -> None:
     for c in pre["cases"]:
         print(f"  {c['file']}: open_clip native-order diff {c['open_clip_native_order_max_diff']}")
 
+    print("H. transformers preprocessing")
+    make_hf_preprocess_cases()
     print("B/C. models")
     make_models(tok)
 

@@ -410,6 +410,20 @@ pub struct PreprocessConfig {
     pub rescale_factor: Option<f32>,
     /// Per-channel mean and std (`None`: no normalization).
     pub mean_std: Option<([f32; 3], [f32; 3])>,
+    /// How the center crop's offset is rounded when the margin is odd.
+    pub crop_rounding: CropRounding,
+}
+
+/// Where a center crop starts when the margin `size - crop` is odd: the references differ by
+/// one pixel there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropRounding {
+    /// `floor((size - crop) / 2)`: `transformers`' `CLIPImageProcessor`, the reference for
+    /// Hugging Face directories.
+    Floor,
+    /// `round((size - crop) / 2)`, half to even: torchvision's `CenterCrop`, as OpenAI's and
+    /// open_clip's transforms use.
+    HalfEven,
 }
 
 /// OpenAI CLIP's normalization constants.
@@ -418,13 +432,25 @@ pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl PreprocessConfig {
-    /// OpenAI's preprocessing for a model with the given input size.
+    /// OpenAI's preprocessing (PIL bicubic resize, torchvision center crop) for a model with the
+    /// given input size.
     pub fn openai(image_size: usize) -> Self {
         Self {
             shortest_edge: Some(image_size),
             crop: Some((image_size, image_size)),
             rescale_factor: Some(1.0 / 255.0),
             mean_std: Some((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)),
+            crop_rounding: CropRounding::HalfEven,
+        }
+    }
+
+    /// `transformers`' `CLIPImageProcessor` defaults for a model of the given input size: as
+    /// [`PreprocessConfig::openai`], with the crop offset floored. Hugging Face directories
+    /// without a `preprocessor_config.json` use this.
+    pub fn clip_image_processor(image_size: usize) -> Self {
+        Self {
+            crop_rounding: CropRounding::Floor,
+            ..Self::openai(image_size)
         }
     }
 
@@ -443,7 +469,7 @@ impl PreprocessConfig {
             prefix: "",
             file: PREPROCESSOR,
         };
-        let defaults = Self::openai(image_size);
+        let defaults = Self::clip_image_processor(image_size);
         let shortest_edge = if f.bool_or("do_resize", true)? {
             Some(match f.map.get("size") {
                 None => image_size,
@@ -509,6 +535,7 @@ impl PreprocessConfig {
             crop,
             rescale_factor,
             mean_std,
+            crop_rounding: defaults.crop_rounding,
         };
         config.validate(image_size)?;
         Ok(config)
@@ -761,7 +788,7 @@ mod tests {
     fn round_trips_through_json() {
         let c = ClipConfig::vit_base_patch32();
         assert_eq!(ClipConfig::from_json(&c.to_json()).unwrap(), c);
-        let p = PreprocessConfig::openai(224);
+        let p = PreprocessConfig::clip_image_processor(224);
         assert_eq!(PreprocessConfig::from_json(&p.to_json(), 224).unwrap(), p);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::config::PreprocessConfig;
+use crate::config::{CropRounding, PreprocessConfig};
 use crate::error::{Error, Result};
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel.
@@ -191,7 +191,8 @@ pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f3
     let pixels = ImageLimits::default().check(crop_w, crop_h, 3)? / 3;
     // The crop window in the resized image, and where it lands in the output (zero padding
     // where the crop is larger than the image, as torchvision pads).
-    let (left, top) = (crop_offset(w, crop_w), crop_offset(h, crop_h));
+    let offset = |size, crop| crop_offset(size, crop, config.crop_rounding);
+    let (left, top) = (offset(w, crop_w), offset(h, crop_h));
     let cols = left.max(0) as usize..(left + crop_w as isize).clamp(0, w as isize) as usize;
     let rows = top.max(0) as usize..(top + crop_h as isize).clamp(0, h as isize) as usize;
     let window = resize_window(image, (w, h), cols.clone(), rows.clone());
@@ -218,10 +219,14 @@ pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f3
     Ok((out, [3, crop_h, crop_w]))
 }
 
-/// torchvision's `CenterCrop` offset: `round((size - crop) / 2)` with Python's round half to
-/// even (negative where the crop is larger than the image).
-fn crop_offset(size: usize, crop: usize) -> isize {
-    ((size as f64 - crop as f64) / 2.0).round_ties_even() as isize
+/// A center crop's offset, `(size - crop) / 2` rounded by the reference's rule (negative where
+/// the crop is larger than the image).
+fn crop_offset(size: usize, crop: usize, rounding: CropRounding) -> isize {
+    let half = (size as f64 - crop as f64) / 2.0;
+    match rounding {
+        CropRounding::Floor => half.floor() as isize,
+        CropRounding::HalfEven => half.round_ties_even() as isize,
+    }
 }
 
 /// torchvision's `Resize(size)` output for an int size: the short side becomes `edge`, the

@@ -30,7 +30,9 @@ pub mod train;
 pub mod wasm;
 pub mod weights;
 
-pub use config::{Activation, ClipConfig, PreprocessConfig, TextConfig, VisionConfig};
+pub use config::{
+    Activation, ClipConfig, CropRounding, PreprocessConfig, TextConfig, VisionConfig,
+};
 pub use error::{Error, Result};
 pub use image::RgbImage;
 pub use model::ClipModel;

@@ -106,7 +106,7 @@ impl ModelFiles<'_> {
             ClipTokenizer::from_bytes(self.tokenizer, config.text.max_position_embeddings)?;
         let preprocess = match self.preprocessor {
             Some(text) => PreprocessConfig::from_json(text, config.vision.image_size)?,
-            None => PreprocessConfig::openai(config.vision.image_size),
+            None => PreprocessConfig::clip_image_processor(config.vision.image_size),
         };
         Ok(ParsedFiles {
             config,

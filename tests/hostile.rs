@@ -171,7 +171,7 @@ fn extreme_aspect_ratios_preprocess_in_bounded_memory() {
     // Without a crop the resized image itself is the output: refused when it is too large.
     let config = PreprocessConfig {
         crop: None,
-        ..PreprocessConfig::openai(224)
+        ..PreprocessConfig::clip_image_processor(224)
     };
     let e = preprocess(&image, &config).unwrap_err();
     assert_eq!(e.code(), "E_IMAGE", "{e}");

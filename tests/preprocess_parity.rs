@@ -58,3 +58,48 @@ fn bad_images_are_typed_errors() {
         "E_INPUT"
     );
 }
+
+/// transformers' torchvision resize may differ from PIL's by one 8-bit level after
+/// normalization (1 / 255 / 0.2613); a crop one pixel off differs far more.
+const TRANSFORMERS_TOLERANCE: f32 = 0.016;
+
+#[test]
+fn hugging_face_directories_crop_like_transformers() {
+    let cases = read_json(fixtures().join("preprocess/transformers_cases.json"));
+    let mut torchvision_rule_fails = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["image"].as_str().unwrap();
+        let size = case["size"].as_u64().unwrap() as usize;
+        let floor = &case["crop_top_left_floor"];
+        assert_ne!(
+            floor, &case["crop_top_left_torchvision"],
+            "{name}: an odd margin"
+        );
+        let bytes = std::fs::read(fixtures().join("images").join(name)).unwrap();
+        let image = RgbImage::decode(&bytes).unwrap();
+        let reference = read_f32(
+            fixtures()
+                .join("preprocess")
+                .join(case["file"].as_str().unwrap()),
+        );
+        // A Hugging Face directory's preprocessor_config.json follows transformers.
+        let config = PreprocessConfig::from_json(
+            &format!(r#"{{"size": {{"shortest_edge": {size}}}, "crop_size": {size}}}"#),
+            size,
+        )
+        .unwrap();
+        let (ours, _) = preprocess(&image, &config).unwrap();
+        let diff = max_abs_diff(&ours, &reference);
+        assert!(
+            diff <= TRANSFORMERS_TOLERANCE,
+            "{name} at {size}: max abs diff {diff}"
+        );
+        let (torchvision, _) = preprocess(&image, &PreprocessConfig::openai(size)).unwrap();
+        torchvision_rule_fails +=
+            (max_abs_diff(&torchvision, &reference) > TRANSFORMERS_TOLERANCE) as usize;
+    }
+    assert!(
+        torchvision_rule_fails > 0,
+        "the cases tell the two crop rules apart"
+    );
+}

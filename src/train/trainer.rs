@@ -394,7 +394,8 @@ pub fn train(
             (model, model_config, Rng::new(config.seed), 0)
         }
     };
-    let preprocess = PreprocessConfig::openai(model_config.vision.image_size);
+    // The exported directory is read back with transformers' rules: train with them too.
+    let preprocess = PreprocessConfig::clip_image_processor(model_config.vision.image_size);
     let (train_pairs, held_out) = data.split();
     let mut evaluations = Vec::new();
     let mut unreadable = 0;
