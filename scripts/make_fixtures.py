@@ -658,12 +658,13 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def model_pixel_values(d: Path) -> torch.Tensor:
-    """MODEL_IMAGES as the model directory's own processor (transformers' CLIPImageProcessor,
-    from its preprocessor_config.json) prepares them: the reference for a Hugging Face
-    directory. 16-bit PNGs are reduced to 8 bits first (to_rgb8), as every decoder but PIL does."""
-    from transformers import CLIPImageProcessor
+    """MODEL_IMAGES as the model directory's own processor (transformers' CLIPImageProcessor
+    with its PIL backend, from its preprocessor_config.json) prepares them: the reference for a
+    Hugging Face directory. 16-bit PNGs are reduced to 8 bits first (to_rgb8), as every decoder
+    but PIL does."""
+    from transformers import CLIPImageProcessorPil
 
-    processor = CLIPImageProcessor.from_pretrained(str(d))
+    processor = CLIPImageProcessorPil.from_pretrained(str(d))
     images = [to_rgb8(Image.open(IMG_DIR / n)) for n in MODEL_IMAGES]
     return torch.from_numpy(processor(images=images, return_tensors="np")["pixel_values"]).float()
 
@@ -1072,9 +1073,9 @@ Synthetic PNGs (seeded numpy noise + gradients/shapes): {images}.
   the RGB image and is asserted equal to plain torchvision.
   Every image at S=32, plus `large.png` and `landscape.png` at S=224.
 * `transformers_cases.json` + `<image>_<S>_transformers.f32` - transformers' `CLIPImageProcessor`
-  (torchvision backend, transformers 5's default; the reference for Hugging Face directories) on
-  images whose crop margin is odd: its crop offset is floored, and its resize may differ from
-  PIL's by one 8-bit level (0.015 after normalisation). `python3 scripts/make_fixtures.py
+  (its PIL backend, `CLIPImageProcessorPil`; the reference for Hugging Face directories) on
+  images whose crop margin is odd: its crop offset is floored (its default torchvision backend
+  floors too, with a resize up to one 8-bit level from PIL's). `python3 scripts/make_fixtures.py
   transformers-preprocess` regenerates only these.
 
 ## models/<name>/
@@ -1099,8 +1100,8 @@ Each directory holds `config.json`, `model.safetensors`, `preprocessor_config.js
 * `padding_max_diff` - max |diff| vs. one HF-padded batch with attention_mask (asserted < 1e-5);
   `open_clip_padding_max_diff` - same vs. zero-padding to 77 without a mask
 * `images` (names in `images/`), `pixel_shape` [N,3,S,S], `pixel_values` (flat, C order; the
-  directory's own `CLIPImageProcessor`, from its `preprocessor_config.json`, on the 8-bit RGB
-  images), `image_embeds` (L2-normalised, from exactly those pixel values);
+  directory's own `CLIPImageProcessor` (PIL backend), from its `preprocessor_config.json`, on
+  the 8-bit RGB images), `image_embeds` (L2-normalised, from exactly those pixel values);
   `python3 scripts/make_fixtures.py model-images` recomputes only this image side
 * `logit_scale` (raw parameter, before exp) and `logits_per_image` = exp(logit_scale) *
   image_embeds @ text_embeds.T  ([N_images, N_texts])
@@ -1155,13 +1156,15 @@ HF_PREPROCESS_JOBS = [("palette.png", 32), ("large.png", 31), ("portrait.png", 2
 
 
 def make_hf_preprocess_cases() -> None:
-    """H. transformers' CLIPImageProcessor (the reference for Hugging Face directories) on
-    images whose crop margin is odd: it floors the crop offset where torchvision rounds."""
-    from transformers import CLIPImageProcessor
+    """H. transformers' CLIPImageProcessor (the reference for Hugging Face directories; its PIL
+    backend, whose resize is PIL's) on images whose crop margin is odd: it floors the crop
+    offset where torchvision rounds. (Its default torchvision backend floors too, and its resize
+    differs from PIL's by up to one 8-bit level.)"""
+    from transformers import CLIPImageProcessorPil
 
     cases = []
     for name, size in HF_PREPROCESS_JOBS:
-        processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
         rgb = to_rgb8(Image.open(IMG_DIR / name))
         x = processor(images=rgb, return_tensors="np")["pixel_values"][0].astype("<f4")
         fname = f"{Path(name).stem}_{size}_transformers.f32"
@@ -1179,10 +1182,9 @@ def make_hf_preprocess_cases() -> None:
         })
     write_json(PRE_DIR / "transformers_cases.json", {
         "note": (
-            "transformers CLIPImageProcessor (torchvision backend, the default in transformers 5) "
-            "with shortest_edge = crop = size; raw little-endian float32 [3,S,S]. Its resize may "
-            "differ from PIL's by one 8-bit level (0.015 after normalization); its crop offset is "
-            "floored."
+            "transformers CLIPImageProcessorPil (the PIL backend of CLIPImageProcessor) with "
+            "shortest_edge = crop = size; raw little-endian float32 [3,S,S]. Its crop offset is "
+            "floored (the torchvision backend floors too)."
         ),
         "transformers": transformers.__version__,
         "cases": cases,

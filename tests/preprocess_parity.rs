@@ -59,9 +59,6 @@ fn bad_images_are_typed_errors() {
     );
 }
 
-/// transformers' torchvision resize may differ from PIL's by one 8-bit level after
-/// normalization (1 / 255 / 0.2613); a crop one pixel off differs far more.
-const TRANSFORMERS_TOLERANCE: f32 = 0.016;
 
 #[test]
 fn hugging_face_directories_crop_like_transformers() {
@@ -91,12 +88,12 @@ fn hugging_face_directories_crop_like_transformers() {
         let (ours, _) = preprocess(&image, &config).unwrap();
         let diff = max_abs_diff(&ours, &reference);
         assert!(
-            diff <= TRANSFORMERS_TOLERANCE,
+            diff <= TOLERANCE,
             "{name} at {size}: max abs diff {diff}"
         );
         let (torchvision, _) = preprocess(&image, &PreprocessConfig::openai(size)).unwrap();
         torchvision_rule_fails +=
-            (max_abs_diff(&torchvision, &reference) > TRANSFORMERS_TOLERANCE) as usize;
+            (max_abs_diff(&torchvision, &reference) > TOLERANCE) as usize;
     }
     assert!(
         torchvision_rule_fails > 0,
