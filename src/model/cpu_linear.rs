@@ -10,6 +10,8 @@
 //! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
 //! else, training included, takes burn's path unchanged.
 
+use super::layers::activate;
+use crate::config::Activation;
 use burn::backend::Flex;
 use burn::nn::Linear;
 use burn::tensor::{DType, Shape, Tensor};
@@ -19,16 +21,52 @@ use burn_flex::FlexTensor;
 const SPLIT_THRESHOLD: usize = 32 * 32 * 32;
 /// Each thread's share of the output columns is a multiple of this (whole SIMD tiles).
 const COLUMN_ALIGN: usize = 16;
+/// Activations are applied in parallel chunks of at least this many values.
+const ACTIVATION_CHUNK: usize = 4096;
 
 /// `linear.forward(x)` through the fast path where it applies.
 pub fn forward<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
-    match try_forward(linear, &x) {
+    match try_forward(linear, &x, None) {
         Some(out) => out,
         None => linear.forward(x),
     }
 }
 
-fn try_forward<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
+/// `activate(linear.forward(x), activation)`; on the fast path the activation is applied in
+/// the same pass over the output, in parallel (burn's is three single-threaded passes).
+pub fn forward_activated<const D: usize>(
+    linear: &Linear,
+    x: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    let fused = match activation {
+        Activation::QuickGelu => Some(quick_gelu as fn(f32) -> f32),
+        Activation::GeluTanh => Some(gelu_tanh as fn(f32) -> f32),
+        // exact GELU needs erf, which std lacks: burn applies it.
+        Activation::Gelu => None,
+    };
+    match fused.and_then(|f| try_forward(linear, &x, Some(f))) {
+        Some(out) => out,
+        None => activate(forward(linear, x), activation),
+    }
+}
+
+/// `x * sigmoid(1.702 x)`.
+fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + (-1.702 * x).exp())
+}
+
+/// GELU with the tanh approximation.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+fn try_forward<const D: usize>(
+    linear: &Linear,
+    x: &Tensor<D>,
+    activation: Option<fn(f32) -> f32>,
+) -> Option<Tensor<D>> {
     let x = x.clone().try_into_primitive::<Flex>().ok()?;
     let w = linear.weight.val().try_into_primitive::<Flex>().ok()?;
     let b = match &linear.bias {
@@ -63,6 +101,12 @@ fn try_forward<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<Tensor<
         }
     }
     matmul_accumulate(m, k, n, x_data, w_data, out_data);
+    if let Some(f) = activation {
+        use rayon::prelude::*;
+        out_data
+            .par_chunks_mut(n.max(ACTIVATION_CHUNK))
+            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = f(*v)));
+    }
     Some(Tensor::from_primitive::<Flex>(out))
 }
 
@@ -138,7 +182,7 @@ mod tests {
                 .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
                 .collect();
             let x = Tensor::<3>::from_data(TensorData::new(values, [batch, rows, k]), &device);
-            let ours = try_forward(&linear, &x).expect("the fast path applies");
+            let ours = try_forward(&linear, &x, None).expect("the fast path applies");
             let ours = crate::model::values(ours).unwrap();
             let burns = crate::model::values(linear.forward(x)).unwrap();
             let diff = ours
@@ -151,10 +195,36 @@ mod tests {
     }
 
     #[test]
+    fn fused_activations_match_burns() {
+        let device = Device::flex();
+        let linear = burn::nn::LinearConfig::new(48, 80).init(&device);
+        let values: Vec<f32> = (0..2 * 9 * 48)
+            .map(|i| ((i * 53) % 97) as f32 / 24.0 - 2.0)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(values, [2, 9, 48]), &device);
+        for activation in [
+            Activation::QuickGelu,
+            Activation::GeluTanh,
+            Activation::Gelu,
+        ] {
+            let ours =
+                crate::model::values(forward_activated(&linear, x.clone(), activation)).unwrap();
+            let burns =
+                crate::model::values(activate(linear.forward(x.clone()), activation)).unwrap();
+            let diff = ours
+                .iter()
+                .zip(&burns)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-5, "{activation:?}: {diff}");
+        }
+    }
+
+    #[test]
     fn autodiff_tensors_take_burns_path() {
         let device = Device::flex().autodiff();
         let linear = burn::nn::LinearConfig::new(4, 4).init(&device);
         let x = Tensor::<2>::ones([2, 4], &device).require_grad();
-        assert!(try_forward(&linear, &x).is_none());
+        assert!(try_forward(&linear, &x, None).is_none());
     }
 }

@@ -37,6 +37,19 @@ pub fn apply<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
     linear.forward(x)
 }
 
+/// `activate(linear.forward(x), activation)`; natively on the CPU backend in one pass through
+/// [`super::cpu_linear`].
+pub fn apply_activated<const D: usize>(
+    linear: &Linear,
+    x: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return super::cpu_linear::forward_activated(linear, x, activation);
+    #[cfg(target_arch = "wasm32")]
+    activate(linear.forward(x), activation)
+}
+
 /// A lazily initialised parameter drawn from `N(0, std²)`.
 pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
     Initializer::Normal { mean: 0.0, std }.init(shape, device)
@@ -152,7 +165,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        apply(&self.fc2, activate(apply(&self.fc1, x), self.activation))
+        apply(&self.fc2, apply_activated(&self.fc1, x, self.activation))
     }
 }
 
