@@ -59,7 +59,6 @@ fn bad_images_are_typed_errors() {
     );
 }
 
-
 #[test]
 fn hugging_face_directories_crop_like_transformers() {
     let cases = read_json(fixtures().join("preprocess/transformers_cases.json"));
@@ -87,13 +86,9 @@ fn hugging_face_directories_crop_like_transformers() {
         .unwrap();
         let (ours, _) = preprocess(&image, &config).unwrap();
         let diff = max_abs_diff(&ours, &reference);
-        assert!(
-            diff <= TOLERANCE,
-            "{name} at {size}: max abs diff {diff}"
-        );
+        assert!(diff <= TOLERANCE, "{name} at {size}: max abs diff {diff}");
         let (torchvision, _) = preprocess(&image, &PreprocessConfig::openai(size)).unwrap();
-        torchvision_rule_fails +=
-            (max_abs_diff(&torchvision, &reference) > TOLERANCE) as usize;
+        torchvision_rule_fails += (max_abs_diff(&torchvision, &reference) > TOLERANCE) as usize;
     }
     assert!(
         torchvision_rule_fails > 0,
