@@ -130,10 +130,17 @@ impl RgbImage {
         decoder_limits.max_image_width = Some(limits.max_side);
         decoder_limits.max_image_height = Some(limits.max_side);
         decoder_limits.max_alloc = Some(limits.max_bytes);
-        reader.limits(decoder_limits.clone());
-        let (width, height) = reader
-            .into_dimensions()
-            .map_err(|e| Error::Image(e.to_string()))?;
+        reader.limits(decoder_limits);
+        let image_error = |e: image::ImageError| match e {
+            image::ImageError::Limits(l) => Error::Image(format!(
+                "{l} (limits: {} pixels a side, {} bytes)",
+                limits.max_side, limits.max_bytes
+            )),
+            e => Error::Image(e.to_string()),
+        };
+        // The header is read here; the reader's limits apply to the decoder.
+        let decoder = reader.into_decoder().map_err(image_error)?;
+        let (width, height) = image::ImageDecoder::dimensions(&decoder);
         // The RGB copy must fit the limits too (the decoder checks only its own buffers).
         limits
             .check(width as usize, height as usize, 3)
@@ -141,17 +148,7 @@ impl RgbImage {
                 Error::Input(m) => Error::Image(m),
                 e => e,
             })?;
-        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| Error::Image(e.to_string()))?;
-        reader.limits(decoder_limits);
-        let image = reader.decode().map_err(|e| match e {
-            image::ImageError::Limits(l) => Error::Image(format!(
-                "{l} (limits: {} pixels a side, {} bytes)",
-                limits.max_side, limits.max_bytes
-            )),
-            e => Error::Image(e.to_string()),
-        })?;
+        let image = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
         let rgb = image.to_rgb8();
         Ok(Self {
             width: rgb.width() as usize,
@@ -201,7 +198,7 @@ pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f3
     let (mean, std) = config.mean_std.unwrap_or(([0.0; 3], [1.0; 3]));
     let mut out = vec![0.0f32; 3 * pixels];
     for c in 0..3 {
-        let pad = (0.0 * scale - mean[c]) / std[c];
+        let pad = -mean[c] / std[c];
         out[c * pixels..(c + 1) * pixels].fill(pad);
     }
     let (x0, y0) = (

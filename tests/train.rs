@@ -310,7 +310,7 @@ fn a_resumed_run_continues_exactly_where_its_checkpoint_was_taken() {
     );
 
     config.checkpoint_every = 0;
-    config.resume = Some(dir.clone());
+    config.resume = Some(webclip::train::checkpoint::resolve(&dir).unwrap());
     let (resumed_weights, resumed_losses) = run(&config);
     assert_eq!(
         resumed_losses,

@@ -329,7 +329,7 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
             resolved.dir.display(),
             resolved.step
         );
-        config.resume = Some(resolved.dir);
+        config.resume = Some(resolved);
     }
     let (data, skipped) = match &args.data {
         Some(dir) => {
@@ -347,12 +347,12 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
         }
         None => (TrainData::Synthetic, None),
     };
-    if let Some(epochs) = args.epochs.filter(|e| !(e.is_finite() && *e > 0.0)) {
-        return Err(Error::Input(format!(
-            "--epochs {epochs} is not a positive number"
-        )));
-    }
     if let Some(epochs) = args.epochs {
+        if !(epochs.is_finite() && epochs > 0.0) {
+            return Err(Error::Input(format!(
+                "--epochs {epochs} is not a positive number"
+            )));
+        }
         let pairs = data.split().0.len() as f64;
         config.steps = (epochs * pairs / config.batch_size.max(1) as f64)
             .ceil()

@@ -166,6 +166,13 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
 
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
     #[test]
     fn matches_burns_linear_on_every_shape_class() {
         let device = Device::flex();
@@ -185,11 +192,7 @@ mod tests {
             let ours = try_forward(&linear, &x, None).expect("the fast path applies");
             let ours = crate::model::values(ours).unwrap();
             let burns = crate::model::values(linear.forward(x)).unwrap();
-            let diff = ours
-                .iter()
-                .zip(&burns)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&ours, &burns);
             assert!(diff < 1e-4, "[{batch}, {rows}, {k}] x [{k}, {n}]: {diff}");
         }
     }
@@ -211,11 +214,7 @@ mod tests {
                 crate::model::values(forward_activated(&linear, x.clone(), activation)).unwrap();
             let burns =
                 crate::model::values(activate(linear.forward(x.clone()), activation)).unwrap();
-            let diff = ours
-                .iter()
-                .zip(&burns)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&ours, &burns);
             assert!(diff < 1e-5, "{activation:?}: {diff}");
         }
     }

@@ -189,31 +189,22 @@ pub struct Resolved {
 /// that holds them. The newest complete one wins (at most `path` itself, when it is one);
 /// incomplete or corrupt ones are skipped and reported.
 pub fn resolve(path: &Path) -> Result<Resolved> {
-    let (root, newest) = if path.join(MANIFEST_FILE).exists() || path.join(STATE_FILE).exists() {
-        let root = path.parent().unwrap_or(Path::new("."));
-        (root.to_path_buf(), Some(path.to_path_buf()))
-    } else {
-        (path.to_path_buf(), None)
+    // Newest first; a directory that cannot be listed holds no checkpoint.
+    let newest_first = |root: &Path| -> Vec<PathBuf> {
+        let dirs = step_dirs(root).unwrap_or_default();
+        dirs.into_iter().rev().map(|(_, d)| d).collect()
     };
-    let mut candidates: Vec<PathBuf> = match std::fs::read_dir(&root) {
-        Ok(_) => step_dirs(&root)?
-            .into_iter()
-            .rev()
-            .map(|(_, d)| d)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    if let Some(newest) = &newest {
-        // Only the named checkpoint and older ones.
-        let position = candidates
-            .iter()
-            .position(|d| same_dir(d, newest))
-            .unwrap_or(0);
-        candidates.drain(..position);
-        if !candidates.first().is_some_and(|d| same_dir(d, newest)) {
-            candidates.insert(0, newest.clone());
+    let is_checkpoint = path.join(MANIFEST_FILE).exists() || path.join(STATE_FILE).exists();
+    let candidates = if is_checkpoint {
+        // The named checkpoint, then the older ones beside it.
+        let siblings = newest_first(path.parent().unwrap_or(Path::new(".")));
+        match siblings.iter().position(|d| same_dir(d, path)) {
+            Some(i) => siblings[i..].to_vec(),
+            None => vec![path.to_path_buf()],
         }
-    }
+    } else {
+        newest_first(path)
+    };
     let mut skipped = Vec::new();
     for dir in candidates {
         match verify(&dir) {
@@ -303,9 +294,9 @@ pub struct Resumed {
     pub state: TrainerState,
 }
 
-/// Read the checkpoint in `dir` (verified against its manifest first).
-pub fn read(dir: &Path, optimizer: &mut AdamW, device: &Device) -> Result<Resumed> {
-    let manifest_step = verify(dir)?;
+/// Read a checkpoint that [`resolve`] chose (and so checked against its manifest).
+pub fn read(checkpoint: &Resolved, optimizer: &mut AdamW, device: &Device) -> Result<Resumed> {
+    let (dir, manifest_step) = (checkpoint.dir.as_path(), checkpoint.step);
     let in_file = |name: &str| {
         let path = dir.join(name);
         move |e: Error| Error::Checkpoint {

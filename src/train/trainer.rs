@@ -48,9 +48,8 @@ pub struct TrainConfig {
     /// [`checkpoint`] for the layout.
     pub checkpoint_every: u64,
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from a checkpoint: a checkpoint directory or the directory that holds them
-    /// (the newest complete one is used; see [`checkpoint::resolve`]).
-    pub resume: Option<PathBuf>,
+    /// Continue from a checkpoint, as [`checkpoint::resolve`] chose it.
+    pub resume: Option<checkpoint::Resolved>,
 }
 
 impl TrainConfig {
@@ -99,9 +98,7 @@ impl TrainConfig {
             resume: None,
         }
     }
-}
 
-impl TrainConfig {
     /// Check the settings before anything is allocated (the model's sizes are checked by
     /// [`ClipConfig::validate`] once the vocabulary is known).
     pub fn validate(&self) -> Result<()> {
@@ -360,10 +357,7 @@ pub fn train(
     let mut optimizer = AdamW::new(config.optimizer);
     let train_device = device.clone().autodiff();
     let resumed = match &config.resume {
-        Some(path) => {
-            let dir = checkpoint::resolve(path)?.dir;
-            Some(checkpoint::read(&dir, &mut optimizer, device)?)
-        }
+        Some(checkpoint) => Some(checkpoint::read(checkpoint, &mut optimizer, device)?),
         None => None,
     };
     let tokenizer_json = match (&resumed, &config.tokenizer) {
