@@ -105,7 +105,8 @@ pub fn train_step(
 ) -> Result<BenchCase> {
     let train_device = device.clone().autodiff();
     let mut model = ClipModel::new(config, &train_device);
-    let mut optimizer = AdamW::new(AdamWConfig::default());
+    let table = crate::weights::ParamTable::new(&model, config);
+    let mut optimizer = AdamW::new(AdamWConfig::default(), table);
     let v = &config.vision;
     let pixels = Tensor::<4>::random(
         [batch, v.num_channels, v.image_size, v.image_size],

@@ -6,44 +6,28 @@
 //! `text_config` and `vision_config` sections themselves are required, and every field that is
 //! present must have the right type and a usable value; errors name the field.
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// The nonlinearity inside each MLP block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The nonlinearity inside each MLP block, under its `hidden_act` names in `transformers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Activation {
     /// `x * sigmoid(1.702 x)`, used by OpenAI's checkpoints.
+    #[serde(rename = "quick_gelu")]
     QuickGelu,
     /// Exact GELU with `erf`.
+    #[serde(rename = "gelu")]
     Gelu,
-    /// GELU with the `tanh` approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    /// GELU with the `tanh` approximation.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
     GeluTanh,
 }
 
-impl Activation {
-    /// Parse a `hidden_act` string as `transformers` names it.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "quick_gelu" => Ok(Activation::QuickGelu),
-            "gelu" => Ok(Activation::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
-            other => Err(Error::UnknownActivation(other.to_string())),
-        }
-    }
-
-    /// The `hidden_act` string for this activation.
-    pub fn hf_name(self) -> &'static str {
-        match self {
-            Activation::QuickGelu => "quick_gelu",
-            Activation::Gelu => "gelu",
-            Activation::GeluTanh => "gelu_new",
-        }
-    }
-}
-
-/// The causal text transformer.
-#[derive(Debug, Clone, PartialEq)]
+/// The causal text transformer (`text_config`; absent fields take `CLIPTextConfig`'s defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TextConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -58,8 +42,9 @@ pub struct TextConfig {
     pub pad_token_id: u32,
 }
 
-/// The ViT image tower.
-#[derive(Debug, Clone, PartialEq)]
+/// The ViT image tower (`vision_config`; absent fields take `CLIPVisionConfig`'s defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VisionConfig {
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -72,14 +57,96 @@ pub struct VisionConfig {
     pub layer_norm_eps: f64,
 }
 
-/// A whole CLIP model: both towers and the shared embedding space.
-#[derive(Debug, Clone, PartialEq)]
+/// A whole CLIP model: both towers and the shared embedding space (`CLIPConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipConfig {
+    #[serde(rename = "text_config")]
     pub text: TextConfig,
+    #[serde(rename = "vision_config")]
     pub vision: VisionConfig,
+    #[serde(default = "default_projection_dim")]
     pub projection_dim: usize,
     /// Initial value of the (log) temperature; the loaded weights carry the trained one.
+    #[serde(default = "default_logit_scale")]
     pub logit_scale_init_value: f64,
+}
+
+fn default_projection_dim() -> usize {
+    512
+}
+
+fn default_logit_scale() -> f64 {
+    2.6592
+}
+
+impl Default for TextConfig {
+    /// `CLIPTextConfig`'s defaults.
+    fn default() -> Self {
+        Self {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_attention_heads: 8,
+            num_hidden_layers: 12,
+            max_position_embeddings: 77,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+            bos_token_id: 49406,
+            eos_token_id: 49407,
+            pad_token_id: 1,
+        }
+    }
+}
+
+impl Default for VisionConfig {
+    /// `CLIPVisionConfig`'s defaults.
+    fn default() -> Self {
+        Self {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_attention_heads: 12,
+            num_hidden_layers: 12,
+            image_size: 224,
+            patch_size: 32,
+            num_channels: 3,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
+/// Parse JSON text into `T` with errors that name the field (`text_config.hidden_size`). Null
+/// values count as absent, as `transformers` treats them.
+fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &'static str) -> Result<(T, Value)> {
+    let invalid = |message: String| Error::Config { file, message };
+    let mut value: Value =
+        serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(invalid("expected a JSON object".into()));
+    }
+    strip_nulls(&mut value);
+    match serde_path_to_error::deserialize(&value) {
+        Ok(parsed) => Ok((parsed, value)),
+        Err(e) => {
+            let path = e.path().to_string();
+            let found = value.pointer(&format!("/{}", path.replace('.', "/")));
+            Err(match found {
+                Some(Value::String(name)) if path.ends_with("hidden_act") => {
+                    Error::UnknownActivation(name.clone())
+                }
+                _ if path == "." => invalid(e.into_inner().to_string()),
+                _ => invalid(format!("`{path}`: {}", e.into_inner())),
+            })
+        }
+    }
+}
+
+/// Remove every null-valued field, recursively.
+fn strip_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
 }
 
 impl TextConfig {
@@ -107,29 +174,10 @@ impl ClipConfig {
     pub fn vit_base_patch32() -> Self {
         Self {
             text: TextConfig {
-                vocab_size: 49408,
-                hidden_size: 512,
-                intermediate_size: 2048,
-                num_attention_heads: 8,
-                num_hidden_layers: 12,
-                max_position_embeddings: 77,
-                hidden_act: Activation::QuickGelu,
-                layer_norm_eps: 1e-5,
-                bos_token_id: 49406,
                 eos_token_id: 2,
-                pad_token_id: 1,
+                ..TextConfig::default()
             },
-            vision: VisionConfig {
-                hidden_size: 768,
-                intermediate_size: 3072,
-                num_attention_heads: 12,
-                num_hidden_layers: 12,
-                image_size: 224,
-                patch_size: 32,
-                num_channels: 3,
-                hidden_act: Activation::QuickGelu,
-                layer_norm_eps: 1e-5,
-            },
+            vision: VisionConfig::default(),
             projection_dim: 512,
             logit_scale_init_value: 2.6592,
         }
@@ -137,52 +185,17 @@ impl ClipConfig {
 
     /// Parse the text of a Hugging Face `config.json` for `CLIPModel`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let root: Value = serde_json::from_str(text).map_err(|e| Error::Config {
-            file: CONFIG,
-            message: format!("invalid JSON: {e}"),
-        })?;
-        let root = Fields::object(&root, "")?;
-        if let Some(model_type) = root.opt_str("model_type")? {
-            if model_type != "clip" {
+        let (config, value): (ClipConfig, Value) = parse(text, CONFIG)?;
+        match value.get("model_type") {
+            None => {}
+            Some(Value::String(t)) if t == "clip" => {}
+            Some(other) => {
                 return Err(Error::Config {
                     file: CONFIG,
-                    message: format!("`model_type` is `{model_type}`, expected `clip`"),
-                });
+                    message: format!("`model_type` is {other}, expected \"clip\""),
+                })
             }
         }
-        let text = Fields::object(root.required("text_config")?, "text_config.")?;
-        let vision = Fields::object(root.required("vision_config")?, "vision_config.")?;
-
-        let text = TextConfig {
-            vocab_size: text.usize_or("vocab_size", 49408)?,
-            hidden_size: text.usize_or("hidden_size", 512)?,
-            intermediate_size: text.usize_or("intermediate_size", 2048)?,
-            num_attention_heads: text.usize_or("num_attention_heads", 8)?,
-            num_hidden_layers: text.usize_or("num_hidden_layers", 12)?,
-            max_position_embeddings: text.usize_or("max_position_embeddings", 77)?,
-            hidden_act: text.activation_or("hidden_act", Activation::QuickGelu)?,
-            layer_norm_eps: text.f64_or("layer_norm_eps", 1e-5)?,
-            bos_token_id: text.u32_or("bos_token_id", 49406)?,
-            eos_token_id: text.u32_or("eos_token_id", 49407)?,
-            pad_token_id: text.u32_or("pad_token_id", 1)?,
-        };
-        let vision = VisionConfig {
-            hidden_size: vision.usize_or("hidden_size", 768)?,
-            intermediate_size: vision.usize_or("intermediate_size", 3072)?,
-            num_attention_heads: vision.usize_or("num_attention_heads", 12)?,
-            num_hidden_layers: vision.usize_or("num_hidden_layers", 12)?,
-            image_size: vision.usize_or("image_size", 224)?,
-            patch_size: vision.usize_or("patch_size", 32)?,
-            num_channels: vision.usize_or("num_channels", 3)?,
-            hidden_act: vision.activation_or("hidden_act", Activation::QuickGelu)?,
-            layer_norm_eps: vision.f64_or("layer_norm_eps", 1e-5)?,
-        };
-        let config = ClipConfig {
-            text,
-            vision,
-            projection_dim: root.usize_or("projection_dim", 512)?,
-            logit_scale_init_value: root.f64_or("logit_scale_init_value", 2.6592)?,
-        };
         config.validate()?;
         Ok(config)
     }
@@ -359,42 +372,16 @@ impl ClipConfig {
 
     /// Write this config as a Hugging Face `config.json` that `transformers` loads.
     pub fn to_json(&self) -> String {
-        let t = &self.text;
-        let v = &self.vision;
-        let value = serde_json::json!({
-            "architectures": ["CLIPModel"],
-            "model_type": "clip",
-            "projection_dim": self.projection_dim,
-            "logit_scale_init_value": self.logit_scale_init_value,
-            "text_config": {
-                "model_type": "clip_text_model",
-                "vocab_size": t.vocab_size,
-                "hidden_size": t.hidden_size,
-                "intermediate_size": t.intermediate_size,
-                "num_attention_heads": t.num_attention_heads,
-                "num_hidden_layers": t.num_hidden_layers,
-                "max_position_embeddings": t.max_position_embeddings,
-                "hidden_act": t.hidden_act.hf_name(),
-                "layer_norm_eps": t.layer_norm_eps,
-                "bos_token_id": t.bos_token_id,
-                "eos_token_id": t.eos_token_id,
-                "pad_token_id": t.pad_token_id,
-                "projection_dim": self.projection_dim,
-            },
-            "vision_config": {
-                "model_type": "clip_vision_model",
-                "hidden_size": v.hidden_size,
-                "intermediate_size": v.intermediate_size,
-                "num_attention_heads": v.num_attention_heads,
-                "num_hidden_layers": v.num_hidden_layers,
-                "image_size": v.image_size,
-                "patch_size": v.patch_size,
-                "num_channels": v.num_channels,
-                "hidden_act": v.hidden_act.hf_name(),
-                "layer_norm_eps": v.layer_norm_eps,
-                "projection_dim": self.projection_dim,
-            },
-        });
+        let mut value = serde_json::to_value(self).expect("a config always serializes");
+        value["architectures"] = serde_json::json!(["CLIPModel"]);
+        value["model_type"] = "clip".into();
+        for (tower, model_type) in [
+            ("text_config", "clip_text_model"),
+            ("vision_config", "clip_vision_model"),
+        ] {
+            value[tower]["model_type"] = model_type.into();
+            value[tower]["projection_dim"] = self.projection_dim.into();
+        }
         serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
     }
 }
@@ -457,84 +444,46 @@ impl PreprocessConfig {
     /// Parse a `preprocessor_config.json` (`CLIPImageProcessor`); absent fields take the
     /// processor's defaults for a model of `image_size`.
     pub fn from_json(text: &str, image_size: usize) -> Result<Self> {
-        let root: Value = serde_json::from_str(text).map_err(|e| Error::Config {
-            file: PREPROCESSOR,
-            message: format!("invalid JSON: {e}"),
-        })?;
-        let f = Fields {
-            map: root.as_object().ok_or_else(|| Error::Config {
-                file: PREPROCESSOR,
-                message: "expected a JSON object".into(),
-            })?,
-            prefix: "",
-            file: PREPROCESSOR,
-        };
+        let (raw, _): (RawPreprocessor, Value) = parse(text, PREPROCESSOR)?;
         let defaults = Self::clip_image_processor(image_size);
-        let shortest_edge = if f.bool_or("do_resize", true)? {
-            Some(match f.map.get("size") {
-                None => image_size,
-                Some(Value::Object(size)) => {
-                    let size = Fields {
-                        map: size,
-                        prefix: "size.",
-                        file: PREPROCESSOR,
-                    };
-                    match size.map.get("shortest_edge") {
-                        Some(_) => size.usize_or("shortest_edge", image_size)?,
-                        None => {
-                            return Err(Error::Config {
-                                file: PREPROCESSOR,
-                                message: "`size` without `shortest_edge` is not supported (CLIP resizes the shortest edge)".into(),
-                            })
-                        }
-                    }
-                }
-                Some(_) => f.usize_or("size", image_size)?,
-            })
-        } else {
-            None
+        let (default_mean, default_std) = defaults.mean_std.expect("normalizes");
+        let triple =
+            |field: &str, values: Option<Vec<f32>>, default: [f32; 3]| match values.as_deref() {
+                None => Ok(default),
+                Some(&[a, b, c]) => Ok([a, b, c]),
+                Some(&[a]) => Ok([a; 3]),
+                Some(other) => Err(Error::Config {
+                    file: PREPROCESSOR,
+                    message: format!("`{field}` must be a list of 3 numbers, found {other:?}"),
+                }),
+            };
+        let shortest_edge = match raw.size {
+            _ if !raw.do_resize => None,
+            None => Some(image_size),
+            Some(Size::Side(side))
+            | Some(Size::ShortestEdge {
+                shortest_edge: side,
+            }) => Some(side),
         };
-        let crop = if f.bool_or("do_center_crop", true)? {
-            Some(match f.map.get("crop_size") {
-                None => (image_size, image_size),
-                Some(Value::Object(crop)) => {
-                    let crop = Fields {
-                        map: crop,
-                        prefix: "crop_size.",
-                        file: PREPROCESSOR,
-                    };
-                    (
-                        crop.usize_or("height", image_size)?,
-                        crop.usize_or("width", image_size)?,
-                    )
-                }
-                Some(_) => {
-                    let side = f.usize_or("crop_size", image_size)?;
-                    (side, side)
-                }
-            })
-        } else {
-            None
-        };
-        let rescale_factor = if f.bool_or("do_rescale", true)? {
-            Some(f.f64_or("rescale_factor", 1.0 / 255.0)? as f32)
-        } else {
-            None
-        };
-        let mean_std = if f.bool_or("do_normalize", true)? {
-            let (default_mean, default_std) = defaults.mean_std.expect("openai() normalizes");
-            Some((
-                f.triple_or("image_mean", default_mean)?,
-                f.triple_or("image_std", default_std)?,
-            ))
-        } else {
-            None
+        let crop = match raw.crop_size {
+            _ if !raw.do_center_crop => None,
+            None => Some((image_size, image_size)),
+            Some(Crop::Side(side)) => Some((side, side)),
+            Some(Crop::HeightWidth { height, width }) => {
+                Some((height.unwrap_or(image_size), width.unwrap_or(image_size)))
+            }
         };
         let config = Self {
             shortest_edge,
             crop,
-            rescale_factor,
-            mean_std,
+            rescale_factor: raw.do_rescale.then_some(raw.rescale_factor as f32),
+            mean_std: match raw.do_normalize {
+                true => Some((
+                    triple("image_mean", raw.image_mean, default_mean)?,
+                    triple("image_std", raw.image_std, default_std)?,
+                )),
+                false => None,
+            },
             crop_rounding: defaults.crop_rounding,
         };
         config.validate(image_size)?;
@@ -609,6 +558,62 @@ impl PreprocessConfig {
     }
 }
 
+/// The fields of a `preprocessor_config.json` that CLIP's preprocessing reads.
+#[derive(Deserialize)]
+#[serde(default)]
+struct RawPreprocessor {
+    do_resize: bool,
+    size: Option<Size>,
+    do_center_crop: bool,
+    crop_size: Option<Crop>,
+    do_rescale: bool,
+    rescale_factor: f64,
+    do_normalize: bool,
+    image_mean: Option<Vec<f32>>,
+    image_std: Option<Vec<f32>>,
+}
+
+impl Default for RawPreprocessor {
+    fn default() -> Self {
+        Self {
+            do_resize: true,
+            size: None,
+            do_center_crop: true,
+            crop_size: None,
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: None,
+            image_std: None,
+        }
+    }
+}
+
+/// `size`: the shortest edge, as a number (older configs) or `{"shortest_edge": n}`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a number or {\"shortest_edge\": n} (CLIP resizes the shortest edge)"
+)]
+enum Size {
+    Side(usize),
+    ShortestEdge { shortest_edge: usize },
+}
+
+/// `crop_size`: a number or `{"height": h, "width": w}`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a number or {\"height\": h, \"width\": w}"
+)]
+enum Crop {
+    Side(usize),
+    HeightWidth {
+        height: Option<usize>,
+        width: Option<usize>,
+    },
+}
+
 /// Upper bounds on a config's sizes, far above any published CLIP model and low enough that
 /// size arithmetic cannot overflow, also on 32-bit wasm.
 pub struct SizeLimits {
@@ -638,116 +643,6 @@ pub const SIZE_LIMITS: SizeLimits = SizeLimits {
 
 const CONFIG: &str = "config.json";
 const PREPROCESSOR: &str = "preprocessor_config.json";
-
-/// Typed access to one JSON object's fields, with errors that name the field.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    prefix: &'static str,
-    file: &'static str,
-}
-
-impl<'a> Fields<'a> {
-    fn object(value: &'a Value, prefix: &'static str) -> Result<Self> {
-        let map = value.as_object().ok_or_else(|| Error::Config {
-            file: CONFIG,
-            message: format!("`{}` must be a JSON object", prefix.trim_end_matches('.')),
-        })?;
-        Ok(Self {
-            map,
-            prefix,
-            file: CONFIG,
-        })
-    }
-
-    fn wrong_type(&self, key: &str, expected: &str) -> Error {
-        Error::Config {
-            file: self.file,
-            message: format!(
-                "`{}{key}` must be {expected}, found {}",
-                self.prefix, self.map[key]
-            ),
-        }
-    }
-
-    fn required(&self, key: &str) -> Result<&'a Value> {
-        self.map.get(key).ok_or_else(|| Error::MissingField {
-            file: self.file,
-            field: format!("{}{key}", self.prefix),
-        })
-    }
-
-    fn present(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| self.wrong_type(key, "a non-negative integer")),
-        }
-    }
-
-    fn u32_or(&self, key: &str, default: u32) -> Result<u32> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| self.wrong_type(key, "an integer from 0 to 4294967295")),
-        }
-    }
-
-    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| self.wrong_type(key, "a number")),
-        }
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.wrong_type(key, "true or false")),
-        }
-    }
-
-    fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.present(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, "a string")),
-        }
-    }
-
-    fn activation_or(&self, key: &str, default: Activation) -> Result<Activation> {
-        match self.opt_str(key)? {
-            None => Ok(default),
-            Some(name) => Activation::parse(name),
-        }
-    }
-
-    fn triple_or(&self, key: &str, default: [f32; 3]) -> Result<[f32; 3]> {
-        let Some(v) = self.present(key) else {
-            return Ok(default);
-        };
-        let values: Option<Vec<f32>> = v
-            .as_array()
-            .map(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect())
-            .unwrap_or(None);
-        match values.as_deref() {
-            Some([a, b, c]) => Ok([*a, *b, *c]),
-            Some([a]) => Ok([*a; 3]),
-            _ => Err(self.wrong_type(key, "a list of 3 numbers")),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,12 +10,8 @@ pub enum Error {
     #[error("{file}: {message}")]
     Config { file: &'static str, message: String },
 
-    /// A required field is absent from a config file.
-    #[error("{file}: missing required field `{field}`")]
-    MissingField { file: &'static str, field: String },
-
     /// A `hidden_act` that the model does not implement.
-    #[error("config.json: unknown activation `{0}` in `hidden_act` (expected quick_gelu, gelu or gelu_new)")]
+    #[error("config.json: unknown activation `{0}` in `hidden_act` (expected quick_gelu, gelu, gelu_new, gelu_pytorch_tanh or gelu_fast)")]
     UnknownActivation(String),
 
     /// The safetensors header is corrupt: bad length, bad JSON, offsets past the end, overlaps.
@@ -81,9 +77,7 @@ impl Error {
     /// A stable, machine-readable code for this kind of error.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Config { .. } | Error::MissingField { .. } | Error::UnknownActivation(_) => {
-                "E_CONFIG"
-            }
+            Error::Config { .. } | Error::UnknownActivation(_) => "E_CONFIG",
             Error::CorruptHeader(_) | Error::UnsupportedDtype { .. } => "E_FORMAT",
             Error::Truncated { .. } => "E_TRUNCATED",
             Error::MissingTensor(_) | Error::ShapeMismatch { .. } => "E_SHAPE",

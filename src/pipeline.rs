@@ -167,9 +167,7 @@ impl ModelDir {
 
 /// A model being loaded: the config is read and the weights arrive in chunks.
 pub struct ClipLoader {
-    config: ClipConfig,
-    tokenizer: ClipTokenizer,
-    preprocess: PreprocessConfig,
+    files: ParsedFiles,
     device: Device,
     weights: WeightLoader,
 }
@@ -177,17 +175,11 @@ pub struct ClipLoader {
 impl ClipLoader {
     /// Read the small files; `weights_len` is the size of `model.safetensors` when known.
     pub fn new(files: ModelFiles<'_>, device: &Device, weights_len: Option<u64>) -> Result<Self> {
-        let ParsedFiles {
-            config,
-            tokenizer,
-            preprocess,
-        } = files.parse()?;
-        let model = ClipModel::new(&config, device);
+        let files = files.parse()?;
+        let model = ClipModel::new(&files.config, device);
         Ok(Self {
-            weights: WeightLoader::new(model, device, weights_len),
-            config,
-            tokenizer,
-            preprocess,
+            weights: WeightLoader::new(model, &files.config, device, weights_len),
+            files,
             device: device.clone(),
         })
     }
@@ -202,18 +194,55 @@ impl ClipLoader {
         self.weights.header().map(|h| h.file_len())
     }
 
+    /// Finish loading once every byte has been pushed: the model and the parsed small files
+    /// (e.g. to resume training, where no [`Clip`] is needed).
+    pub fn finish_model(self) -> Result<(ClipModel, ParsedFiles)> {
+        Ok((self.weights.finish()?, self.files))
+    }
+
     /// Finish loading once every byte has been pushed.
     pub async fn finish(self) -> Result<Clip> {
-        let model = self.weights.finish()?;
+        let device = self.device.clone();
+        let (model, files) = self.finish_model()?;
         Clip::from_parts(
             model,
-            self.config,
-            self.tokenizer,
-            self.preprocess,
-            &self.device,
+            files.config,
+            files.tokenizer,
+            files.preprocess,
+            &device,
         )
         .await
     }
+}
+
+/// Load a Hugging Face CLIP directory's model and small files, the weights streamed from
+/// `model.safetensors` in chunks.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir_parts(
+    dir: impl AsRef<std::path::Path>,
+    device: &Device,
+) -> Result<(ClipModel, ParsedFiles)> {
+    use std::io::Read;
+
+    let model_dir = ModelDir::read(dir)?;
+    let weights_path = model_dir.dir.join("model.safetensors");
+    let mut file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(&weights_path, e))?
+        .len();
+    let mut loader = ClipLoader::new(model_dir.files(), device, Some(len))?;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut chunk)
+            .map_err(|e| Error::io(&weights_path, e))?;
+        if n == 0 {
+            break;
+        }
+        loader.push_weights(&chunk[..n])?;
+    }
+    loader.finish_model()
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
@@ -254,29 +283,14 @@ impl Clip {
     /// `tokenizer.json`, optional `preprocessor_config.json`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
-        use std::io::Read;
-
-        let model_dir = ModelDir::read(dir)?;
-        let dir = &model_dir.dir;
-        let weights_path = dir.join("model.safetensors");
-        let mut file =
-            std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(&weights_path, e))?
-            .len();
-        let mut loader = ClipLoader::new(model_dir.files(), device, Some(len))?;
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut chunk)
-                .map_err(|e| Error::io(&weights_path, e))?;
-            if n == 0 {
-                break;
-            }
-            loader.push_weights(&chunk[..n])?;
-        }
-        block_on(loader.finish())
+        let (model, files) = load_dir_parts(dir, device)?;
+        block_on(Self::from_parts(
+            model,
+            files.config,
+            files.tokenizer,
+            files.preprocess,
+            device,
+        ))
     }
 
     /// The model configuration.

@@ -215,10 +215,10 @@ fn export_round_trips() {
     let clip = load(&dir, &bytes, 1 << 20).unwrap();
     let ids = vec![vec![49406, 320, 1125, 539, 320, 2368, 49407]];
     let reference = block_on(clip.embed_token_ids(&ids)).unwrap();
-    let exported = export_safetensors(clip.model(), WeightDtype::F32).unwrap();
+    let exported = export_safetensors(clip.model(), clip.config(), WeightDtype::F32).unwrap();
     let again = load(&dir, &exported, 1 << 20).unwrap();
     assert_eq!(block_on(again.embed_token_ids(&ids)).unwrap(), reference);
-    let half = export_safetensors(clip.model(), WeightDtype::F16).unwrap();
+    let half = export_safetensors(clip.model(), clip.config(), WeightDtype::F16).unwrap();
     let again = load(&dir, &half, 1 << 20).unwrap();
     let e = block_on(again.embed_token_ids(&ids)).unwrap();
     assert!(max_abs_diff(&e[0], &reference[0]) < 5e-3);

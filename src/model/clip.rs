@@ -4,14 +4,13 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{apply, linear, visit_linear};
+use super::layers::{apply, linear};
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
 use crate::config::ClipConfig;
-use crate::error::Result;
-use crate::weights::{Layout, ParamVisitor};
 
-/// A CLIP model (`CLIPModel` in `transformers`), on any burn device.
+/// A CLIP model (`CLIPModel` in `transformers`), on any burn device. Field names follow the
+/// checkpoint's tensor names; `weights::mapping` lists the few places where they differ.
 #[derive(Module, Debug)]
 pub struct ClipModel {
     pub text_model: TextTransformer,
@@ -56,15 +55,6 @@ impl ClipModel {
     /// L2-normalized text embeddings.
     pub fn embed_texts(&self, tokens: &TokenBatch) -> Tensor<2> {
         l2_normalize(self.text_features(tokens))
-    }
-
-    /// Visit every parameter under its Hugging Face name.
-    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V) -> Result<()> {
-        self.text_model.visit_params(v, "text_model")?;
-        self.vision_model.visit_params(v, "vision_model")?;
-        visit_linear(v, "text_projection", &mut self.text_projection)?;
-        visit_linear(v, "visual_projection", &mut self.visual_projection)?;
-        v.param("logit_scale", &mut self.logit_scale, Layout::Scalar)
     }
 }
 

@@ -2,15 +2,15 @@
 //! pre-LayerNorm encoder layer of CLIP's transformers.
 
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::config::Activation;
-use crate::error::Result;
-use crate::weights::{Layout, ParamVisitor};
 
 /// Apply the configured nonlinearity.
 pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
@@ -55,6 +55,13 @@ pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> P
     Initializer::Normal { mean: 0.0, std }.init(shape, device)
 }
 
+/// A lazily initialised embedding table `[count, width]` drawn from `N(0, std²)`.
+pub fn embedding(count: usize, width: usize, std: f64, device: &Device) -> Embedding {
+    EmbeddingConfig::new(count, width)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
+}
+
 /// A LayerNorm with the given epsilon.
 pub fn layer_norm(d_model: usize, epsilon: f64, device: &Device) -> LayerNorm {
     LayerNormConfig::new(d_model)
@@ -62,39 +69,12 @@ pub fn layer_norm(d_model: usize, epsilon: f64, device: &Device) -> LayerNorm {
         .init(device)
 }
 
-/// Visit a linear layer's parameters under the Hugging Face names `{prefix}.weight` (stored
-/// `[out, in]`) and `{prefix}.bias`.
-pub fn visit_linear<V: ParamVisitor>(v: &mut V, prefix: &str, linear: &mut Linear) -> Result<()> {
-    v.param(
-        &format!("{prefix}.weight"),
-        &mut linear.weight,
-        Layout::Transposed,
-    )?;
-    if let Some(bias) = linear.bias.as_mut() {
-        v.param(&format!("{prefix}.bias"), bias, Layout::AsIs)?;
-    }
-    Ok(())
-}
-
-/// Visit a LayerNorm's scale and shift under the names `{prefix}.weight` and `{prefix}.bias`.
-pub fn visit_layer_norm<V: ParamVisitor>(
-    v: &mut V,
-    prefix: &str,
-    norm: &mut LayerNorm,
-) -> Result<()> {
-    v.param(&format!("{prefix}.weight"), &mut norm.gamma, Layout::AsIs)?;
-    if let Some(beta) = norm.beta.as_mut() {
-        v.param(&format!("{prefix}.bias"), beta, Layout::AsIs)?;
-    }
-    Ok(())
-}
-
-/// Multi-head self-attention with biased query, key, value and output projections.
+/// Multi-head self-attention with biased projections. Query, key and value come from one
+/// projection three times as wide (`[q | k | v]` along its output), filled from a checkpoint's
+/// `q_proj`, `k_proj` and `v_proj` (see `weights::mapping`): one matrix product instead of three.
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
+    pub qkv_proj: Linear,
     pub out_proj: Linear,
     pub num_heads: usize,
 }
@@ -102,9 +82,7 @@ pub struct Attention {
 impl Attention {
     pub fn new(hidden: usize, num_heads: usize, device: &Device) -> Self {
         Self {
-            q_proj: linear(hidden, hidden, true, device),
-            k_proj: linear(hidden, hidden, true, device),
-            v_proj: linear(hidden, hidden, true, device),
+            qkv_proj: linear(hidden, 3 * hidden, true, device),
             out_proj: linear(hidden, hidden, true, device),
             num_heads,
         }
@@ -115,29 +93,20 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
-        let heads = |t: Tensor<3>| {
-            t.reshape([batch, seq, self.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let q = heads(apply(&self.q_proj, x.clone()));
-        let k = heads(apply(&self.k_proj, x.clone()));
-        let v = heads(apply(&self.v_proj, x));
+        // [batch, seq, 3 * hidden] -> [3, batch, heads, seq, head_dim]
+        let qkv = apply(&self.qkv_proj, x)
+            .reshape([batch, seq, 3, self.num_heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: causal,
         };
-        let context = attention(q, k, v, mask, None, options)
+        let context = attention(part(0), part(1), part(2), mask, None, options)
             .swap_dims(1, 2)
             .reshape([batch, seq, hidden]);
         apply(&self.out_proj, context)
-    }
-
-    fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
-        visit_linear(v, &format!("{prefix}.q_proj"), &mut self.q_proj)?;
-        visit_linear(v, &format!("{prefix}.k_proj"), &mut self.k_proj)?;
-        visit_linear(v, &format!("{prefix}.v_proj"), &mut self.v_proj)?;
-        visit_linear(v, &format!("{prefix}.out_proj"), &mut self.out_proj)
     }
 }
 
@@ -206,15 +175,6 @@ impl EncoderLayer {
                 .forward(self.layer_norm1.forward(x), mask, causal);
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
     }
-
-    fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
-        visit_layer_norm(v, &format!("{prefix}.layer_norm1"), &mut self.layer_norm1)?;
-        self.self_attn
-            .visit_params(v, &format!("{prefix}.self_attn"))?;
-        visit_layer_norm(v, &format!("{prefix}.layer_norm2"), &mut self.layer_norm2)?;
-        visit_linear(v, &format!("{prefix}.mlp.fc1"), &mut self.mlp.fc1)?;
-        visit_linear(v, &format!("{prefix}.mlp.fc2"), &mut self.mlp.fc2)
-    }
 }
 
 /// A stack of encoder layers.
@@ -242,13 +202,5 @@ impl Encoder {
             x = layer.forward(x, mask.clone(), causal);
         }
         x
-    }
-
-    /// Visit every layer under `{prefix}.layers.{i}`.
-    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params(v, &format!("{prefix}.layers.{i}"))?;
-        }
-        Ok(())
     }
 }

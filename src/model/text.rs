@@ -1,23 +1,29 @@
 //! The causal text transformer and its pooling rule.
 
-use burn::module::{Module, Param};
-use burn::nn::LayerNorm;
+use burn::module::Module;
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::layers::{layer_norm, normal, visit_layer_norm, Encoder, EncoderShape};
+use super::layers::{embedding, layer_norm, Encoder, EncoderShape};
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
-use crate::weights::{Layout, ParamVisitor};
 
-/// CLIP's text transformer (`CLIPTextTransformer` in `transformers`).
+/// CLIP's text transformer (`CLIPTextTransformer` in `transformers`; field names follow its
+/// checkpoint names).
 #[derive(Module, Debug)]
 pub struct TextTransformer {
-    /// `[vocab_size, hidden]`.
-    pub token_embedding: Param<Tensor<2>>,
-    /// `[max_position_embeddings, hidden]`.
-    pub position_embedding: Param<Tensor<2>>,
+    pub embeddings: TextEmbeddings,
     pub encoder: Encoder,
     pub final_layer_norm: LayerNorm,
+}
+
+/// Token and position embeddings (`CLIPTextEmbeddings`).
+#[derive(Module, Debug)]
+pub struct TextEmbeddings {
+    /// `[vocab_size, hidden]`.
+    pub token_embedding: Embedding,
+    /// `[max_position_embeddings, hidden]`.
+    pub position_embedding: Embedding,
 }
 
 /// A batch of token sequences, padded to the longest one, ready for the text tower.
@@ -143,8 +149,10 @@ impl TextTransformer {
             layer_norm_eps: config.layer_norm_eps,
         };
         Self {
-            token_embedding: normal([config.vocab_size, hidden], 0.02, device),
-            position_embedding: normal([config.max_position_embeddings, hidden], 0.01, device),
+            embeddings: TextEmbeddings {
+                token_embedding: embedding(config.vocab_size, hidden, 0.02, device),
+                position_embedding: embedding(config.max_position_embeddings, hidden, 0.01, device),
+            },
             encoder: Encoder::new(&shape, device),
             final_layer_norm: layer_norm(hidden, config.layer_norm_eps, device),
         }
@@ -153,13 +161,8 @@ impl TextTransformer {
     /// Pooled features `[batch, hidden]` of a token batch.
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
         let [size, seq] = batch.ids.dims();
-        let tokens = self
-            .token_embedding
-            .val()
-            .select(0, batch.ids.clone().reshape([size * seq]));
-        let hidden = tokens.dims()[1];
-        let positions = self.position_embedding.val().narrow(0, 0, seq);
-        let x = tokens.reshape([size, seq, hidden]) + positions.unsqueeze::<3>();
+        let x = self.embeddings.forward(&batch.ids);
+        let hidden = x.dims()[2];
         let mask = batch.padding_mask.clone().map(|m| {
             let heads = self
                 .encoder
@@ -173,24 +176,19 @@ impl TextTransformer {
         x.reshape([size * seq, hidden])
             .select(0, batch.pool_index.clone())
     }
+}
 
-    /// Visit every parameter under its Hugging Face name (`text_model.*`).
-    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
-        v.param(
-            &format!("{prefix}.embeddings.token_embedding.weight"),
-            &mut self.token_embedding,
-            Layout::AsIs,
-        )?;
-        v.param(
-            &format!("{prefix}.embeddings.position_embedding.weight"),
-            &mut self.position_embedding,
-            Layout::AsIs,
-        )?;
-        self.encoder.visit_params(v, &format!("{prefix}.encoder"))?;
-        visit_layer_norm(
-            v,
-            &format!("{prefix}.final_layer_norm"),
-            &mut self.final_layer_norm,
-        )
+impl TextEmbeddings {
+    /// `ids`: `[batch, seq]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, ids: &Tensor<2, Int>) -> Tensor<3> {
+        let [size, seq] = ids.dims();
+        let tokens = self
+            .token_embedding
+            .weight
+            .val()
+            .select(0, ids.clone().reshape([size * seq]));
+        let hidden = tokens.dims()[1];
+        let positions = self.position_embedding.weight.val().narrow(0, 0, seq);
+        tokens.reshape([size, seq, hidden]) + positions.unsqueeze::<3>()
     }
 }

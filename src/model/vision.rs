@@ -1,27 +1,32 @@
 //! The ViT image tower: patches, a class token, a pre-LN transformer, the class token out.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{apply, layer_norm, linear, normal, visit_layer_norm, Encoder, EncoderShape};
+use super::layers::{apply, embedding, layer_norm, linear, normal, Encoder, EncoderShape};
 use crate::config::VisionConfig;
-use crate::error::Result;
-use crate::weights::{Layout, ParamVisitor};
 
-/// CLIP's vision transformer (`CLIPVisionTransformer` in `transformers`).
+/// CLIP's vision transformer (`CLIPVisionTransformer` in `transformers`; field names follow its
+/// checkpoint names, and `pre_layrnorm` is spelled as there).
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
-    /// The patch convolution (no bias) as a matrix `[channels * patch * patch, hidden]`.
-    pub patch_embedding: Linear,
-    pub class_embedding: Param<Tensor<1>>,
-    /// `[num_patches + 1, hidden]`.
-    pub position_embedding: Param<Tensor<2>>,
+    pub embeddings: VisionEmbeddings,
     pub pre_layrnorm: LayerNorm,
     pub encoder: Encoder,
     pub post_layernorm: LayerNorm,
+}
+
+/// Patches and the class token, with their learned positions (`CLIPVisionEmbeddings`).
+#[derive(Module, Debug)]
+pub struct VisionEmbeddings {
+    /// The patch convolution (stride = kernel, no bias) as a matrix
+    /// `[channels * patch * patch, hidden]` over flattened patches.
+    pub patch_embedding: Linear,
+    pub class_embedding: Param<Tensor<1>>,
+    /// `[num_patches + 1, hidden]`.
+    pub position_embedding: Embedding,
     pub patch_size: usize,
-    pub num_channels: usize,
 }
 
 impl VisionTransformer {
@@ -37,19 +42,33 @@ impl VisionTransformer {
             layer_norm_eps: config.layer_norm_eps,
         };
         Self {
-            patch_embedding: linear(patch_dim, hidden, false, device),
-            class_embedding: normal([hidden], 0.02, device),
-            position_embedding: normal([config.num_positions(), hidden], 0.02, device),
+            embeddings: VisionEmbeddings {
+                patch_embedding: linear(patch_dim, hidden, false, device),
+                class_embedding: normal([hidden], 0.02, device),
+                position_embedding: embedding(config.num_positions(), hidden, 0.02, device),
+                patch_size: config.patch_size,
+            },
             pre_layrnorm: layer_norm(hidden, config.layer_norm_eps, device),
             encoder: Encoder::new(&shape, device),
             post_layernorm: layer_norm(hidden, config.layer_norm_eps, device),
-            patch_size: config.patch_size,
-            num_channels: config.num_channels,
         }
     }
 
     /// `pixels`: `[batch, channels, size, size]` → pooled features `[batch, hidden]`.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
+        let batch = pixels.dims()[0];
+        let x = self.embeddings.forward(pixels);
+        let hidden = x.dims()[2];
+        let x = self.pre_layrnorm.forward(x);
+        let x = self.encoder.forward(x, None, false);
+        let class_token = x.narrow(1, 0, 1).reshape([batch, hidden]);
+        self.post_layernorm.forward(class_token)
+    }
+}
+
+impl VisionEmbeddings {
+    /// `pixels`: `[batch, channels, size, size]` → `[batch, 1 + patches, hidden]`.
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
         let [batch, channels, height, width] = pixels.dims();
         let p = self.patch_size;
         let (rows, cols) = (height / p, width / p);
@@ -66,40 +85,6 @@ impl VisionTransformer {
             .reshape([1, 1, hidden])
             .expand([batch, 1, hidden]);
         let x = Tensor::cat(vec![class, patches], 1);
-        let x = x + self.position_embedding.val().unsqueeze::<3>();
-        let x = self.pre_layrnorm.forward(x);
-        let x = self.encoder.forward(x, None, false);
-        let class_token = x.narrow(1, 0, 1).reshape([batch, hidden]);
-        self.post_layernorm.forward(class_token)
-    }
-
-    /// Visit every parameter under its Hugging Face name (`vision_model.*`).
-    pub fn visit_params<V: ParamVisitor>(&mut self, v: &mut V, prefix: &str) -> Result<()> {
-        let conv = Layout::Conv {
-            channels: self.num_channels,
-            patch: self.patch_size,
-        };
-        v.param(
-            &format!("{prefix}.embeddings.patch_embedding.weight"),
-            &mut self.patch_embedding.weight,
-            conv,
-        )?;
-        v.param(
-            &format!("{prefix}.embeddings.class_embedding"),
-            &mut self.class_embedding,
-            Layout::AsIs,
-        )?;
-        v.param(
-            &format!("{prefix}.embeddings.position_embedding.weight"),
-            &mut self.position_embedding,
-            Layout::AsIs,
-        )?;
-        visit_layer_norm(v, &format!("{prefix}.pre_layrnorm"), &mut self.pre_layrnorm)?;
-        self.encoder.visit_params(v, &format!("{prefix}.encoder"))?;
-        visit_layer_norm(
-            v,
-            &format!("{prefix}.post_layernorm"),
-            &mut self.post_layernorm,
-        )
+        x + self.position_embedding.weight.val().unsqueeze::<3>()
     }
 }

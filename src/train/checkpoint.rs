@@ -11,18 +11,18 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::optim::AdamW;
+use super::optim::{AdamW, AdamWConfig};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::model::ClipModel;
-use crate::pipeline::{Clip, ModelDir};
+use crate::pipeline::load_dir_parts;
 use crate::weights::safetensors::{decode_f32, serialize, Header};
-use crate::weights::{Layout, ParamVisitor};
+use crate::weights::ParamTable;
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "trainer_state.json";
@@ -286,16 +286,18 @@ fn verify(dir: &Path) -> Result<u64> {
 }
 
 /// A checkpoint read back: the model (trainable, on the autodiff form of the device), its
-/// tokenizer, and where the loop stood; the optimizer is restored in place.
+/// optimizer, its tokenizer, and where the loop stood.
 pub struct Resumed {
     pub model: ClipModel,
+    pub optimizer: AdamW,
     pub config: ClipConfig,
     pub tokenizer_json: String,
     pub state: TrainerState,
 }
 
-/// Read a checkpoint that [`resolve`] chose (and so checked against its manifest).
-pub fn read(checkpoint: &Resolved, optimizer: &mut AdamW, device: &Device) -> Result<Resumed> {
+/// Read a checkpoint that [`resolve`] chose (and so checked against its manifest); the
+/// optimizer gets `optimizer`'s hyper-parameters and the checkpoint's moments.
+pub fn read(checkpoint: &Resolved, optimizer: AdamWConfig, device: &Device) -> Result<Resumed> {
     let (dir, manifest_step) = (checkpoint.dir.as_path(), checkpoint.step);
     let in_file = |name: &str| {
         let path = dir.join(name);
@@ -320,9 +322,9 @@ pub fn read(checkpoint: &Resolved, optimizer: &mut AdamW, device: &Device) -> Re
         ))));
     }
 
-    let clip = Clip::load_dir(dir, &device.clone().autodiff())?;
-    let mut model = clip.model().clone();
-    trainable(&mut model)?;
+    let (model, files) = load_dir_parts(dir, &device.clone().autodiff())?;
+    let model = trainable(model);
+    let mut optimizer = AdamW::new(optimizer, ParamTable::new(&model, &files.config));
 
     let bytes = read(OPTIMIZER_FILE)?;
     let header =
@@ -342,32 +344,26 @@ pub fn read(checkpoint: &Resolved, optimizer: &mut AdamW, device: &Device) -> Re
         moments.insert(info.name.clone(), values);
     }
     optimizer
-        .restore(state.step, moments, &mut model, device)
+        .restore(state.step, moments, device)
         .map_err(in_file(OPTIMIZER_FILE))?;
 
-    let files = ModelDir::read(dir)?;
-    let tokenizer_json = String::from_utf8_lossy(files.files().tokenizer).into_owned();
+    let tokenizer = read("tokenizer.json")?;
     Ok(Resumed {
         model,
-        config: clip.config().clone(),
-        tokenizer_json,
+        optimizer,
+        config: files.config,
+        tokenizer_json: String::from_utf8_lossy(&tokenizer).into_owned(),
         state,
     })
 }
 
 /// Mark every parameter as trainable (a loaded model is for inference).
-pub fn trainable(model: &mut ClipModel) -> Result<()> {
+pub fn trainable(model: ClipModel) -> ClipModel {
     struct RequireGrad;
-    impl ParamVisitor for RequireGrad {
-        fn param<const D: usize>(
-            &mut self,
-            _: &str,
-            param: &mut Param<Tensor<D>>,
-            _: Layout,
-        ) -> Result<()> {
-            *param = Param::initialized(param.id, param.val().require_grad());
-            Ok(())
+    impl ModuleMapper for RequireGrad {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            Param::initialized(param.id, param.val().require_grad())
         }
     }
-    model.visit_params(&mut RequireGrad)
+    model.map(&mut RequireGrad)
 }

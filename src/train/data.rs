@@ -1,14 +1,17 @@
-//! Image-caption data on disk: a directory with `captions.jsonl` (`{"image": ..., "caption": ...}`
-//! per line) or a CSV/TSV with `filepath` and `caption` (or `title`) columns, the layout of
-//! open_clip's CSV loader. Lines with empty captions or unreadable images are skipped and
-//! counted, never fatal.
+//! Where training pairs come from ([`TrainData`]): the built-in synthetic scenes, or image-caption
+//! data on disk: a directory with `captions.jsonl` (`{"image": ..., "caption": ...}` per line) or
+//! a CSV/TSV with `filepath` and `caption` (or `title`) columns, the layout of open_clip's CSV
+//! loader. Lines with empty captions or unreadable images are skipped and counted, never fatal.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::evaluate::{self, Evaluation};
+use super::synthetic::{Rng, Scene, Split};
 use crate::error::{Error, Result};
 use crate::image::RgbImage;
+use crate::pipeline::Clip;
 
 /// One image-caption pair on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +148,119 @@ fn parse_csv(
         }
     }
     Ok(rows)
+}
+
+/// Where training pairs come from.
+pub enum TrainData {
+    /// The built-in synthetic scenes: batches of hard-negative groups from the training
+    /// colour-shape pairs, evaluated zero-shot on the held-out pairs.
+    Synthetic,
+    /// Image-caption pairs on disk; every tenth pair (at most 200) is held out for evaluation.
+    Captions(CaptionDataset),
+}
+
+impl TrainData {
+    /// The pairs to train on and the held-out pairs (a data directory's; none when synthetic).
+    pub fn split(&self) -> (Vec<&Pair>, Vec<&Pair>) {
+        let TrainData::Captions(dataset) = self else {
+            return (Vec::new(), Vec::new());
+        };
+        let holds_out = |i: usize| dataset.pairs.len() >= 20 && i % 10 == 9 && i / 10 < 200;
+        let (mut train, mut held_out) = (Vec::new(), Vec::new());
+        for (i, pair) in dataset.pairs.iter().enumerate() {
+            if holds_out(i) {
+                held_out.push(pair);
+            } else {
+                train.push(pair);
+            }
+        }
+        (train, held_out)
+    }
+
+    /// Every caption, for training a tokenizer.
+    pub fn captions(&self) -> Vec<String> {
+        match self {
+            TrainData::Synthetic => super::synthetic::all_captions(),
+            TrainData::Captions(dataset) => {
+                dataset.pairs.iter().map(|p| p.caption.clone()).collect()
+            }
+        }
+    }
+
+    /// Draw `count` training pairs from `pairs` (a data directory's training split; ignored for
+    /// synthetic data): see [`draw_pairs`].
+    pub fn draw(
+        &self,
+        pairs: &[&Pair],
+        rng: &mut Rng,
+        count: usize,
+        side: usize,
+        unreadable: &mut usize,
+    ) -> Result<Vec<(RgbImage, String)>> {
+        draw_pairs(pairs, rng, count, side, unreadable)
+    }
+
+    /// Evaluate `clip` as this data source defines it: zero-shot accuracy and recall on fresh
+    /// synthetic scenes, or recall on a data directory's `held_out` pairs.
+    pub fn evaluate(
+        &self,
+        clip: &Clip,
+        step: u64,
+        held_out: &[&Pair],
+        eval_images: usize,
+        seed: u64,
+    ) -> Result<Evaluation> {
+        match self {
+            TrainData::Synthetic => evaluate::synthetic(clip, step, eval_images, seed),
+            TrainData::Captions(_) => evaluate::held_out_pairs(clip, step, held_out),
+        }
+    }
+}
+
+/// The share of synthetic scenes drawn in a colour with no name, captioned without a colour.
+const UNNAMED_COLOUR_FRACTION: f32 = 0.4;
+
+/// Draw `count` training pairs: hard-negative groups of synthetic scenes, each rendered at 1-4x
+/// the model's resolution and preprocessed like any input image (so that the model sees the
+/// resampling of larger pictures, as in the demo); or random pairs of a data directory.
+fn draw_pairs(
+    data: &[&Pair],
+    rng: &mut Rng,
+    count: usize,
+    side: usize,
+    unreadable: &mut usize,
+) -> Result<Vec<(RgbImage, String)>> {
+    let mut pairs = Vec::with_capacity(count);
+    if data.is_empty() {
+        let mut scenes = Vec::with_capacity(count + 3);
+        while scenes.len() < count {
+            scenes.extend(Scene::group(rng, Split::Train));
+        }
+        for scene in &scenes[..count] {
+            let scale = 1 + rng.below(4);
+            if rng.unit() < UNNAMED_COLOUR_FRACTION {
+                let image = scene.render_unnamed_colour(side * scale, rng);
+                pairs.push((image, scene.caption_without_colour()));
+            } else {
+                pairs.push((scene.render(side * scale, rng), scene.caption()));
+            }
+        }
+        return Ok(pairs);
+    }
+    while pairs.len() < count {
+        let pair = data[rng.below(data.len())];
+        match load_image(&pair.image) {
+            Ok(image) => pairs.push((image, pair.caption.clone())),
+            // Checked on open, so this is a file changed since: skip it, unless it is all of them.
+            Err(e) => {
+                *unreadable += 1;
+                if *unreadable > data.len() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]

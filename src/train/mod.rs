@@ -5,14 +5,14 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod evaluate;
 pub mod loss;
 pub mod optim;
 pub mod synthetic;
 pub mod trainer;
 pub mod vocab;
 
-pub use data::{CaptionDataset, SkipCounts};
+pub use data::{CaptionDataset, SkipCounts, TrainData};
+pub use evaluate::{Evaluation, Recall, ZeroShot};
 pub use loss::clip_loss;
-pub use trainer::{
-    evaluate, train, Evaluation, Recall, StepReport, TrainConfig, TrainData, Trained, ZeroShot,
-};
+pub use trainer::{train, StepReport, TrainConfig, Trained};

@@ -1,17 +1,18 @@
-//! AdamW over the model's named parameters, with weight decay only on linear and convolution
-//! weights (not on norms, biases, embeddings or `logit_scale`), global-norm gradient clipping,
-//! and the `logit_scale` clamp of CLIP.
+//! AdamW over the model's parameters, with weight decay only on linear and convolution weights
+//! (not on norms, biases, embeddings or `logit_scale`), global-norm gradient clipping, and the
+//! `logit_scale` clamp of CLIP. Parameters are known by their module paths (the
+//! [`ParamTable`]), which also name the moments in checkpoints.
 
 use std::collections::HashMap;
 
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor};
 
 use super::loss::MAX_LOGIT_SCALE;
 use crate::error::{Error, Result};
 use crate::model::ClipModel;
 use crate::weights::safetensors::Entry;
-use crate::weights::{Layout, ParamVisitor};
+use crate::weights::{ParamEntry, ParamTable};
 
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy)]
@@ -42,18 +43,23 @@ struct Moments {
     v: Tensor<1>,
 }
 
-/// AdamW state across steps, keyed by Hugging Face parameter name.
+/// AdamW state across steps for one model's parameters, keyed by module path.
 pub struct AdamW {
     config: AdamWConfig,
     step: u64,
+    table: ParamTable,
+    by_id: HashMap<ParamId, usize>,
     moments: HashMap<String, Moments>,
 }
 
 impl AdamW {
-    pub fn new(config: AdamWConfig) -> Self {
+    /// An optimizer for the parameters in `table`.
+    pub fn new(config: AdamWConfig, table: ParamTable) -> Self {
         Self {
             config,
             step: 0,
+            by_id: table.by_id(),
+            table,
             moments: HashMap::new(),
         }
     }
@@ -80,17 +86,20 @@ impl AdamW {
         Ok(out)
     }
 
-    /// Restore the state written by [`AdamW::state_tensors`] after `steps` updates, for
-    /// `model`: every pair of moments must belong to one of its parameters and match its size.
+    /// Restore the state written by [`AdamW::state_tensors`] after `steps` updates: every pair
+    /// of moments must belong to one of the parameters and match its size.
     pub fn restore(
         &mut self,
         steps: u64,
         tensors: HashMap<String, Vec<f32>>,
-        model: &mut ClipModel,
         device: &burn::tensor::Device,
     ) -> Result<()> {
-        let mut sizes = ParamSizes(HashMap::new());
-        model.visit_params(&mut sizes)?;
+        let sizes: HashMap<&str, usize> = self
+            .table
+            .entries()
+            .iter()
+            .map(|e| (e.path.as_str(), e.numel()))
+            .collect();
         let bad = |message: String| Error::Input(format!("optimizer state: {message}"));
         for (key, values) in &tensors {
             let name = key
@@ -98,7 +107,6 @@ impl AdamW {
                 .or_else(|| key.strip_suffix(".exp_avg_sq"))
                 .ok_or_else(|| bad(format!("unexpected tensor `{key}`")))?;
             let expected = sizes
-                .0
                 .get(name)
                 .ok_or_else(|| bad(format!("`{key}` belongs to no parameter of the model")))?;
             if values.len() != *expected {
@@ -134,7 +142,7 @@ impl AdamW {
     /// Apply one update with learning rate `lr`; returns the gradient norm before clipping.
     pub fn step(&mut self, model: &mut ClipModel, grads: &Gradients, lr: f64) -> Result<f32> {
         let mut norm = GradNorm { grads, sum: None };
-        model.visit_params(&mut norm)?;
+        model.visit(&mut norm);
         let norm = match norm.sum {
             Some(sum) => crate::model::values(sum.sqrt())?[0],
             None => 0.0,
@@ -150,24 +158,42 @@ impl AdamW {
             lr,
             clip,
         };
-        model.visit_params(&mut update)?;
+        *model = model.clone().map(&mut update);
         Ok(norm)
     }
-}
 
-/// The number of values of each parameter, by name.
-struct ParamSizes(HashMap<String, usize>);
-
-impl ParamVisitor for ParamSizes {
-    fn param<const D: usize>(
+    /// One parameter's update: moments, then the decoupled decay and the step.
+    fn update(
         &mut self,
-        name: &str,
-        param: &mut Param<Tensor<D>>,
-        _: Layout,
-    ) -> Result<()> {
-        let size = param.lazy_shape().as_slice().iter().product();
-        self.0.insert(name.to_string(), size);
-        Ok(())
+        entry: &ParamEntry,
+        value: Tensor<1>,
+        grad: Tensor<1>,
+        lr: f64,
+    ) -> Tensor<1> {
+        let c = self.config;
+        let moments = self
+            .moments
+            .entry(entry.path.clone())
+            .or_insert_with(|| Moments {
+                m: grad.zeros_like(),
+                v: grad.zeros_like(),
+            });
+        moments.m = moments.m.clone() * c.beta1 + grad.clone() * (1.0 - c.beta1);
+        moments.v = moments.v.clone() * c.beta2 + grad.powi_scalar(2) * (1.0 - c.beta2);
+        let t = self.step as i32;
+        let m_hat = moments.m.clone() / (1.0 - c.beta1.powi(t));
+        let v_hat = moments.v.clone() / (1.0 - c.beta2.powi(t));
+        // Decoupled weight decay, on matrix weights only.
+        let mut value = if entry.is_matrix() {
+            value * (1.0 - lr * c.weight_decay)
+        } else {
+            value
+        };
+        value = value - m_hat / (v_hat.sqrt() + c.eps) * lr;
+        if entry.path == "logit_scale" {
+            value = value.clamp(0.0, MAX_LOGIT_SCALE);
+        }
+        value
     }
 }
 
@@ -177,13 +203,8 @@ struct GradNorm<'a> {
     sum: Option<Tensor<1>>,
 }
 
-impl ParamVisitor for GradNorm<'_> {
-    fn param<const D: usize>(
-        &mut self,
-        _: &str,
-        param: &mut Param<Tensor<D>>,
-        _: Layout,
-    ) -> Result<()> {
+impl ModuleVisitor for GradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = param.val().grad(self.grads) {
             let squares = g.powi_scalar(2).sum();
             self.sum = Some(match self.sum.take() {
@@ -191,7 +212,6 @@ impl ParamVisitor for GradNorm<'_> {
                 None => squares,
             });
         }
-        Ok(())
     }
 }
 
@@ -202,49 +222,22 @@ struct Update<'a> {
     clip: f64,
 }
 
-impl ParamVisitor for Update<'_> {
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        param: &mut Param<Tensor<D>>,
-        layout: Layout,
-    ) -> Result<()> {
+impl ModuleMapper for Update<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let value = param.val();
-        let Some(grad) = value.grad(self.grads) else {
-            return Ok(());
+        let (Some(grad), Some(&index)) =
+            (value.grad(self.grads), self.optimizer.by_id.get(&param.id))
+        else {
+            return param;
         };
-        let c = self.optimizer.config;
+        let entry = self.optimizer.table.entries()[index].clone();
         let shape = value.dims();
         let numel = shape.iter().product::<usize>();
         let value = value.inner().reshape([numel]);
         let grad = grad.reshape([numel]) * self.clip;
-        let moments = self
-            .optimizer
-            .moments
-            .entry(name.to_string())
-            .or_insert_with(|| Moments {
-                m: grad.zeros_like(),
-                v: grad.zeros_like(),
-            });
-        moments.m = moments.m.clone() * c.beta1 + grad.clone() * (1.0 - c.beta1);
-        moments.v = moments.v.clone() * c.beta2 + grad.powi_scalar(2) * (1.0 - c.beta2);
-        let t = self.optimizer.step as i32;
-        let m_hat = moments.m.clone() / (1.0 - c.beta1.powi(t));
-        let v_hat = moments.v.clone() / (1.0 - c.beta2.powi(t));
-        // Decoupled weight decay, on matrix weights only.
-        let decays = matches!(layout, Layout::Transposed | Layout::Conv { .. });
-        let mut value = if decays {
-            value * (1.0 - self.lr * c.weight_decay)
-        } else {
-            value
-        };
-        value = value - m_hat / (v_hat.sqrt() + c.eps) * self.lr;
-        if name == "logit_scale" {
-            value = value.clamp(0.0, MAX_LOGIT_SCALE);
-        }
+        let value = self.optimizer.update(&entry, value, grad, self.lr);
         let value = Tensor::from_inner(value.reshape(shape)).require_grad();
-        *param = Param::initialized(param.id, value);
-        Ok(())
+        Param::initialized(param.id, value)
     }
 }
 

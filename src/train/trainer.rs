@@ -1,7 +1,6 @@
-//! The contrastive training loop: batches of image-caption pairs (synthetic scenes or a data
-//! directory), symmetric InfoNCE, AdamW with warm-up and cosine decay, periodic evaluation on
-//! held-out data (zero-shot accuracy on unseen colour-shape pairs, retrieval recall), export as
-//! a Hugging Face CLIP directory.
+//! The contrastive training loop: batches of image-caption pairs from a [`TrainData`],
+//! symmetric InfoNCE, AdamW with warm-up and cosine decay, checkpoints, periodic evaluation
+//! (whatever the data source evaluates), export as a Hugging Face CLIP directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,19 +10,19 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use super::checkpoint::{self, TrainerState};
-use super::data::{load_image, CaptionDataset, Pair};
+use super::data::TrainData;
+use super::evaluate::Evaluation;
 use super::loss::clip_loss;
 use super::optim::{learning_rate, AdamW, AdamWConfig};
-use super::synthetic::{Rng, Scene, Split, COLOURS, POSITIONS, SHAPES, SIZES};
+use super::synthetic::Rng;
 use super::vocab::{self, train_tokenizer};
 use crate::config::{Activation, ClipConfig, PreprocessConfig, TextConfig, VisionConfig};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
 use crate::model::{values, ClipModel, TokenBatch};
 use crate::pipeline::{block_on, Clip, ClipLoader, ModelFiles};
-use crate::tasks::{self, Ensemble};
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::{export_safetensors, WeightDtype};
+use crate::weights::{export_safetensors, ParamTable, WeightDtype};
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -140,78 +139,6 @@ pub const MAX_BATCH: usize = 1 << 16;
 /// The most images per zero-shot evaluation.
 const MAX_EVAL_IMAGES: usize = 100_000;
 
-/// Where training pairs come from.
-pub enum TrainData {
-    /// The built-in synthetic scenes: batches of hard-negative groups from the training
-    /// colour-shape pairs, evaluated zero-shot on the held-out pairs.
-    Synthetic,
-    /// Image-caption pairs on disk; every tenth pair (at most 200) is held out for evaluation.
-    Captions(CaptionDataset),
-}
-
-impl TrainData {
-    /// The pairs to train on and the held-out pairs (a data directory's; none when synthetic).
-    pub fn split(&self) -> (Vec<&Pair>, Vec<&Pair>) {
-        let TrainData::Captions(dataset) = self else {
-            return (Vec::new(), Vec::new());
-        };
-        let holds_out = |i: usize| dataset.pairs.len() >= 20 && i % 10 == 9 && i / 10 < 200;
-        let (mut train, mut held_out) = (Vec::new(), Vec::new());
-        for (i, pair) in dataset.pairs.iter().enumerate() {
-            if holds_out(i) {
-                held_out.push(pair);
-            } else {
-                train.push(pair);
-            }
-        }
-        (train, held_out)
-    }
-
-    /// Every caption, for training a tokenizer.
-    fn captions(&self) -> Vec<String> {
-        match self {
-            TrainData::Synthetic => super::synthetic::all_captions(),
-            TrainData::Captions(dataset) => {
-                dataset.pairs.iter().map(|p| p.caption.clone()).collect()
-            }
-        }
-    }
-}
-
-/// Zero-shot accuracy on the synthetic scenes: each attribute classified on its own.
-#[derive(Debug, Clone, Serialize)]
-pub struct ZeroShot {
-    /// Colour accuracy on held-out colour-shape pairs (chance: 1/6).
-    pub colour_accuracy: f32,
-    /// Shape accuracy on held-out colour-shape pairs (chance: 1/4).
-    pub shape_accuracy: f32,
-    /// Colour accuracy on colour-shape pairs seen in training.
-    pub seen_colour_accuracy: f32,
-    /// Shape accuracy on colour-shape pairs seen in training.
-    pub seen_shape_accuracy: f32,
-}
-
-/// Image-text retrieval on held-out pairs: a hit when a top-k item has the same caption.
-#[derive(Debug, Clone, Serialize)]
-pub struct Recall {
-    pub pairs: usize,
-    pub image_to_text_recall_at_1: f32,
-    pub image_to_text_recall_at_5: f32,
-    pub text_to_image_recall_at_1: f32,
-    pub text_to_image_recall_at_5: f32,
-}
-
-/// One evaluation during training.
-#[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    pub step: u64,
-    /// Synthetic data only.
-    #[serde(skip_serializing_if = "Option::is_none", flatten)]
-    pub zero_shot: Option<ZeroShot>,
-    #[serde(flatten)]
-    pub recall: Recall,
-}
-
 /// One progress report.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
@@ -274,52 +201,6 @@ impl Trained {
     }
 }
 
-/// The share of synthetic scenes drawn in a colour with no name, captioned without a colour.
-const UNNAMED_COLOUR_FRACTION: f32 = 0.4;
-
-/// Draw `count` training pairs: hard-negative groups of synthetic scenes, each rendered at 1-4x
-/// the model's resolution and preprocessed like any input image (so that the model sees the
-/// resampling of larger pictures, as in the demo); or random pairs of a data directory.
-fn draw_pairs(
-    data: &[&Pair],
-    rng: &mut Rng,
-    count: usize,
-    side: usize,
-    unreadable: &mut usize,
-) -> Result<Vec<(RgbImage, String)>> {
-    let mut pairs = Vec::with_capacity(count);
-    if data.is_empty() {
-        let mut scenes = Vec::with_capacity(count + 3);
-        while scenes.len() < count {
-            scenes.extend(Scene::group(rng, Split::Train));
-        }
-        for scene in &scenes[..count] {
-            let scale = 1 + rng.below(4);
-            if rng.unit() < UNNAMED_COLOUR_FRACTION {
-                let image = scene.render_unnamed_colour(side * scale, rng);
-                pairs.push((image, scene.caption_without_colour()));
-            } else {
-                pairs.push((scene.render(side * scale, rng), scene.caption()));
-            }
-        }
-        return Ok(pairs);
-    }
-    while pairs.len() < count {
-        let pair = data[rng.below(data.len())];
-        match load_image(&pair.image) {
-            Ok(image) => pairs.push((image, pair.caption.clone())),
-            // Checked on open, so this is a file changed since: skip it, unless it is all of them.
-            Err(e) => {
-                *unreadable += 1;
-                if *unreadable > data.len() {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(pairs)
-}
-
 /// Turn pairs into model inputs.
 fn to_tensors(
     pairs: &[(RgbImage, String)],
@@ -354,10 +235,9 @@ pub fn train(
 ) -> Result<Trained> {
     config.validate()?;
     let start = Instant::now();
-    let mut optimizer = AdamW::new(config.optimizer);
     let train_device = device.clone().autodiff();
     let resumed = match &config.resume {
-        Some(checkpoint) => Some(checkpoint::read(checkpoint, &mut optimizer, device)?),
+        Some(checkpoint) => Some(checkpoint::read(checkpoint, config.optimizer, device)?),
         None => None,
     };
     let tokenizer_json = match (&resumed, &config.tokenizer) {
@@ -372,9 +252,10 @@ pub fn train(
         tokenizer_json.as_bytes(),
         text_config.max_position_embeddings,
     )?;
-    let (mut model, model_config, mut rng, first_step) = match resumed {
+    let (mut model, mut optimizer, model_config, mut rng, first_step) = match resumed {
         Some(resumed) => (
             resumed.model,
+            resumed.optimizer,
             resumed.config,
             Rng::from_state(resumed.state.rng),
             resumed.state.step,
@@ -385,7 +266,9 @@ pub fn train(
             model_config.text.vocab_size = tokenizer.inner().get_vocab_size(true);
             model_config.validate()?;
             let model = ClipModel::new(&model_config, &train_device);
-            (model, model_config, Rng::new(config.seed), 0)
+            let table = ParamTable::new(&model, &model_config);
+            let optimizer = AdamW::new(config.optimizer, table);
+            (model, optimizer, model_config, Rng::new(config.seed), 0)
         }
     };
     // The exported directory is read back with transformers' rules: train with them too.
@@ -400,7 +283,7 @@ pub fn train(
             config: model_config.clone(),
             tokenizer_json: tokenizer_json.clone(),
             preprocess: preprocess.clone(),
-            weights: export_safetensors(model, WeightDtype::F32)?,
+            weights: export_safetensors(model, &model_config, WeightDtype::F32)?,
             evaluations,
             unreadable_during_training: unreadable,
             seconds: start.elapsed().as_secs_f64(),
@@ -410,7 +293,7 @@ pub fn train(
     for step in first_step..config.steps {
         let lr = learning_rate(step, config.warmup, config.steps, config.learning_rate);
         let side = model_config.vision.image_size;
-        let pairs = draw_pairs(
+        let pairs = data.draw(
             &train_pairs,
             &mut rng,
             config.batch_size,
@@ -465,135 +348,11 @@ pub fn train(
                 preprocess.clone(),
                 device,
             ))?;
-            let evaluation = match data {
-                TrainData::Synthetic => evaluate(&clip, step + 1, config.eval_images, config.seed)?,
-                TrainData::Captions(_) => evaluate_pairs(&clip, step + 1, &held_out)?,
-            };
+            let evaluation =
+                data.evaluate(&clip, step + 1, &held_out, config.eval_images, config.seed)?;
             on_eval(&evaluation);
             evaluations.push(evaluation);
         }
     }
     export(&model, evaluations, unreadable)
-}
-
-/// Zero-shot colour and shape accuracy on held-out colour-shape pairs and on seen pairs, and
-/// image-text retrieval on 100 fresh scenes. Each attribute is classified on its own with
-/// prompts: the labels are its values (e.g. the four shapes), each scored through every caption
-/// that has it ("a small red {} on the left", ...), with the probability ensemble (a softmax
-/// over all captions, summed per label).
-pub fn evaluate(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Evaluation> {
-    let side = clip.config().vision.image_size;
-    let mut rng = Rng::new(seed.wrapping_add(0x5eed));
-    let captions_with = |fill: &dyn Fn(&str, &str, &str, &str) -> String| -> Vec<String> {
-        let mut out = Vec::new();
-        for (size, _) in SIZES {
-            for (colour, _) in COLOURS {
-                for shape in SHAPES {
-                    for (position, _) in POSITIONS {
-                        out.push(fill(size, colour, shape, position));
-                    }
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    };
-    let shape_templates =
-        captions_with(&|size, colour, _, pos| format!("a {size} {colour} {{}} {pos}"));
-    let colour_templates =
-        captions_with(&|size, _, shape, pos| format!("a {size} {{}} {shape} {pos}"));
-    let shape_prompts = block_on(clip.embed_prompts(&SHAPES, &shape_templates))?;
-    let colour_names: Vec<&str> = COLOURS.iter().map(|(name, _)| *name).collect();
-    let colour_prompts = block_on(clip.embed_prompts(&colour_names, &colour_templates))?;
-    let scale = clip.logit_scale();
-    let best = |embedding: &[f32], names: &[&str], prompts: &[Vec<Vec<f32>>]| -> usize {
-        let scores =
-            tasks::ensemble_scores(embedding, names, prompts, scale, Ensemble::Probability);
-        names
-            .iter()
-            .position(|n| *n == scores[0].label)
-            .expect("a known label")
-    };
-
-    let mut accuracy = |split: Split| -> Result<(f32, f32)> {
-        let scenes: Vec<Scene> = (0..images)
-            .map(|_| Scene::random(&mut rng, split))
-            .collect();
-        let rendered: Vec<_> = scenes.iter().map(|s| s.render(side, &mut rng)).collect();
-        let embeddings = block_on(clip.embed_images(&rendered))?;
-        let (mut colour_hits, mut shape_hits) = (0, 0);
-        for (scene, embedding) in scenes.iter().zip(&embeddings) {
-            colour_hits +=
-                (best(embedding, &colour_names, &colour_prompts) == scene.colour) as usize;
-            shape_hits += (best(embedding, &SHAPES, &shape_prompts) == scene.shape) as usize;
-        }
-        let n = images.max(1) as f32;
-        Ok((colour_hits as f32 / n, shape_hits as f32 / n))
-    };
-    let (colour_accuracy, shape_accuracy) = accuracy(Split::HeldOut)?;
-    let (seen_colour_accuracy, seen_shape_accuracy) = accuracy(Split::Train)?;
-
-    // Retrieval on fresh scenes from both splits.
-    let scenes: Vec<Scene> = (0..100)
-        .map(|i| {
-            let split = if i % 2 == 0 {
-                Split::Train
-            } else {
-                Split::HeldOut
-            };
-            Scene::random(&mut rng, split)
-        })
-        .collect();
-    let rendered: Vec<_> = scenes.iter().map(|s| s.render(side, &mut rng)).collect();
-    let captions: Vec<String> = scenes.iter().map(Scene::caption).collect();
-    Ok(Evaluation {
-        step,
-        zero_shot: Some(ZeroShot {
-            colour_accuracy,
-            shape_accuracy,
-            seen_colour_accuracy,
-            seen_shape_accuracy,
-        }),
-        recall: recall(clip, &rendered, &captions)?,
-    })
-}
-
-/// Retrieval recall on the held-out pairs of a data directory.
-fn evaluate_pairs(clip: &Clip, step: u64, held_out: &[&Pair]) -> Result<Evaluation> {
-    let mut images = Vec::new();
-    let mut captions = Vec::new();
-    for pair in held_out {
-        if let Ok(image) = load_image(&pair.image) {
-            images.push(image);
-            captions.push(pair.caption.clone());
-        }
-    }
-    Ok(Evaluation {
-        step,
-        zero_shot: None,
-        recall: recall(clip, &images, &captions)?,
-    })
-}
-
-/// Image-to-text and text-to-image recall@1 and @5 of matching pairs; identical captions count
-/// as equivalent.
-fn recall(clip: &Clip, images: &[RgbImage], captions: &[String]) -> Result<Recall> {
-    let image_embeddings = block_on(clip.embed_images(images))?;
-    let text_embeddings = block_on(clip.embed_texts(captions))?;
-    let at = |queries: &[Vec<f32>], keys: &[Vec<f32>], k: usize| -> Result<f32> {
-        let mut hits = 0;
-        for (i, q) in queries.iter().enumerate() {
-            let top = tasks::rank(q, keys, k)?;
-            hits += top.iter().any(|h| captions[h.index] == captions[i]) as usize;
-        }
-        Ok(hits as f32 / queries.len().max(1) as f32)
-    };
-    Ok(Recall {
-        pairs: captions.len(),
-        image_to_text_recall_at_1: at(&image_embeddings, &text_embeddings, 1)?,
-        image_to_text_recall_at_5: at(&image_embeddings, &text_embeddings, 5)?,
-        text_to_image_recall_at_1: at(&text_embeddings, &image_embeddings, 1)?,
-        text_to_image_recall_at_5: at(&text_embeddings, &image_embeddings, 5)?,
-    })
 }

@@ -1,10 +1,13 @@
 //! Writing a model's parameters as a Hugging Face `model.safetensors`.
 
-use burn::module::Param;
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
+use super::mapping::ParamTable;
 use super::safetensors::serialize;
-use super::{Layout, ParamVisitor};
+use crate::config::ClipConfig;
 use crate::error::Result;
 use crate::model::ClipModel;
 
@@ -17,51 +20,59 @@ pub enum WeightDtype {
 }
 
 /// Serialize every parameter of `model` under its Hugging Face name.
-pub fn export_safetensors(model: &ClipModel, dtype: WeightDtype) -> Result<Vec<u8>> {
-    let mut collect = Collect {
-        dtype,
-        tensors: Vec::new(),
-    };
-    model.clone().visit_params(&mut collect)?;
-    collect.tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(serialize(&collect.tensors))
-}
-
-struct Collect {
+pub fn export_safetensors(
+    model: &ClipModel,
+    config: &ClipConfig,
     dtype: WeightDtype,
-    tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)>,
+) -> Result<Vec<u8>> {
+    let values = param_values(model)?;
+    let tensors = ParamTable::new(model, config).to_checkpoint(&values);
+    let entries: Vec<_> = tensors
+        .into_iter()
+        .map(|t| {
+            let (dtype, bytes) = encode(&t.values, dtype);
+            (t.name, dtype, t.shape, bytes)
+        })
+        .collect();
+    Ok(serialize(&entries))
 }
 
-impl ParamVisitor for Collect {
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        param: &mut Param<Tensor<D>>,
-        layout: Layout,
-    ) -> Result<()> {
-        let tensor = param.val();
-        let burn_shape = tensor.dims().to_vec();
-        let values = crate::model::values(tensor)?;
-        let values = layout.to_hf(values, &burn_shape);
-        let (dtype, bytes): (&'static str, Vec<u8>) = match self.dtype {
-            WeightDtype::F32 => ("F32", values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            WeightDtype::F16 => (
-                "F16",
-                values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect(),
-            ),
-            WeightDtype::BF16 => (
-                "BF16",
-                values
-                    .iter()
-                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                    .collect(),
-            ),
-        };
-        self.tensors
-            .push((name.to_string(), dtype, layout.hf_shape(&burn_shape), bytes));
-        Ok(())
+/// Every parameter's values (in the model's layout), by id.
+pub fn param_values(model: &ClipModel) -> Result<HashMap<ParamId, Vec<f32>>> {
+    struct Collect(Result<HashMap<ParamId, Vec<f32>>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Ok(map) = &mut self.0 {
+                match crate::model::values(param.val()) {
+                    Ok(values) => {
+                        map.insert(param.id, values);
+                    }
+                    Err(e) => self.0 = Err(e),
+                }
+            }
+        }
+    }
+    let mut collect = Collect(Ok(HashMap::new()));
+    model.visit(&mut collect);
+    collect.0
+}
+
+fn encode(values: &[f32], dtype: WeightDtype) -> (&'static str, Vec<u8>) {
+    match dtype {
+        WeightDtype::F32 => ("F32", values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        WeightDtype::F16 => (
+            "F16",
+            values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
+        WeightDtype::BF16 => (
+            "BF16",
+            values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
     }
 }

@@ -1,21 +1,31 @@
 //! Streaming placement of safetensors weights into a [`ClipModel`]: bytes are pushed as they
 //! arrive (from a file, or a `fetch` stream in the browser), the header is parsed as soon as it
-//! is complete, and each tensor goes to the device as soon as its bytes are in. Peak memory is
-//! one copy of the weights on the device plus the largest tensor in flight.
+//! is complete, and each tensor goes to the device as soon as its bytes are in (a parameter
+//! stacked from several tensors, such as Q/K/V, as soon as the last of them is in). Peak memory
+//! is one copy of the weights on the device plus the tensors in flight. The parameters are put
+//! into the model in one pass at the end.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::mapping::ParamTable;
 use super::safetensors::{decode_f32, Header, TensorInfo};
-use super::{Layout, ParamVisitor};
+use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::model::ClipModel;
 
 /// Feeds a safetensors byte stream into a model's parameters.
 pub struct WeightLoader {
     model: ClipModel,
+    table: ParamTable,
+    /// Checkpoint tensor name → (table entry, share of the parameter).
+    sources: HashMap<String, (usize, usize)>,
+    /// Each parameter's values on the device (flat), once all its tensors are in.
+    placed: Vec<Option<Tensor<1>>>,
+    /// Parameters stacked from several tensors, while some of them are still on the way.
+    partial: HashMap<usize, Partial>,
     device: Device,
     /// Total length announced by the transport (e.g. `Content-Length`), if any.
     expected_len: Option<u64>,
@@ -25,13 +35,28 @@ pub struct WeightLoader {
     buffer_offset: u64,
     received: u64,
     next_tensor: usize,
-    loaded: HashSet<String>,
+}
+
+/// A stacked parameter's values on the host, and which of its tensors have arrived.
+struct Partial {
+    values: Vec<f32>,
+    arrived: Vec<bool>,
 }
 
 impl WeightLoader {
-    /// Start loading into `model`, whose parameters will live on `device`.
-    pub fn new(model: ClipModel, device: &Device, expected_len: Option<u64>) -> Self {
+    /// Start loading into `model` (built from `config`), whose parameters will live on `device`.
+    pub fn new(
+        model: ClipModel,
+        config: &ClipConfig,
+        device: &Device,
+        expected_len: Option<u64>,
+    ) -> Self {
+        let table = ParamTable::new(&model, config);
         Self {
+            sources: table.by_tensor(),
+            placed: vec![None; table.entries().len()],
+            partial: HashMap::new(),
+            table,
             model,
             device: device.clone(),
             expected_len,
@@ -40,7 +65,6 @@ impl WeightLoader {
             buffer_offset: 0,
             received: 0,
             next_tensor: 0,
-            loaded: HashSet::new(),
         }
     }
 
@@ -109,16 +133,7 @@ impl WeightLoader {
                 if end > self.buffer.len() {
                     break;
                 }
-                let mut assign = Assign {
-                    info,
-                    bytes: &self.buffer[start..end],
-                    device: &self.device,
-                    found: false,
-                };
-                self.model.visit_params(&mut assign)?;
-                if assign.found {
-                    self.loaded.insert(info.name.clone());
-                }
+                self.place(info, start..end)?;
                 consumed = end;
                 self.next_tensor += 1;
             }
@@ -132,7 +147,7 @@ impl WeightLoader {
 
     /// Finish: the stream must have delivered every byte the header promised, and every
     /// parameter of the model must have been filled. Returns the loaded model.
-    pub fn finish(mut self) -> Result<ClipModel> {
+    pub fn finish(self) -> Result<ClipModel> {
         let Some(header) = &self.header else {
             return Err(if self.received < 8 {
                 Error::CorruptHeader(format!(
@@ -159,69 +174,89 @@ impl WeightLoader {
                 header.file_len()
             )));
         }
-        let mut missing = FindMissing {
-            loaded: &self.loaded,
-            missing: Vec::new(),
+        let missing = self.placed.iter().position(Option::is_none);
+        if let Some(index) = missing {
+            let entry = &self.table.entries()[index];
+            let arrived = self.partial.get(&index).map(|p| p.arrived.as_slice());
+            let first = (0..entry.tensors.len())
+                .find(|&i| !arrived.is_some_and(|a| a[i]))
+                .unwrap_or(0);
+            return Err(Error::MissingTensor(entry.tensors[first].clone()));
+        }
+        let mut place = PlaceAll {
+            by_id: self.table.by_id(),
+            placed: self.placed,
         };
-        self.model.visit_params(&mut missing)?;
-        match missing.missing.first() {
-            None => Ok(self.model),
-            Some(name) => Err(Error::MissingTensor(name.clone())),
-        }
+        Ok(self.model.map(&mut place))
     }
-}
 
-/// Fills the one parameter named like the tensor at hand.
-struct Assign<'a> {
-    info: &'a TensorInfo,
-    bytes: &'a [u8],
-    device: &'a Device,
-    found: bool,
-}
-
-impl ParamVisitor for Assign<'_> {
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        param: &mut Param<Tensor<D>>,
-        layout: Layout,
-    ) -> Result<()> {
-        if name != self.info.name {
+    /// Decode the tensor at `range` of the buffer into the parameter it belongs to (tensors the
+    /// model does not use are skipped).
+    fn place(&mut self, info: &TensorInfo, range: std::ops::Range<usize>) -> Result<()> {
+        let Some(&(index, share)) = self.sources.get(&info.name) else {
             return Ok(());
-        }
-        self.found = true;
-        let burn_shape = param.lazy_shape().as_slice().to_vec();
-        let expected = layout.hf_shape(&burn_shape);
-        if self.info.shape != expected {
+        };
+        let entry = &self.table.entries()[index];
+        let expected = entry.tensor_shape();
+        if info.shape != expected {
             return Err(Error::ShapeMismatch {
-                name: name.to_string(),
+                name: info.name.clone(),
                 expected,
-                found: self.info.shape.clone(),
+                found: info.shape.clone(),
             });
         }
-        let data = layout.to_burn(decode_f32(self.info, self.bytes)?, &burn_shape);
-        let tensor = Tensor::from_data(TensorData::new(data, burn_shape), self.device);
-        *param = param.clone().transform_for_load(tensor, param.id);
+        let values = decode_f32(info, &self.buffer[range])?;
+        let values = entry.layout.to_burn(values, &entry.piece_shape());
+        let shares = entry.tensors.len();
+        let complete = if shares == 1 {
+            values
+        } else {
+            let partial = match self.partial.entry(index) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut buffer = Vec::new();
+                    buffer.try_reserve_exact(entry.numel()).map_err(|_| {
+                        Error::OutOfMemory(format!(
+                            "staging {} ({} values)",
+                            entry.path,
+                            entry.numel()
+                        ))
+                    })?;
+                    buffer.resize(entry.numel(), 0.0);
+                    e.insert(Partial {
+                        values: buffer,
+                        arrived: vec![false; shares],
+                    })
+                }
+            };
+            entry.put_piece(&mut partial.values, share, &values);
+            partial.arrived[share] = true;
+            if !partial.arrived.iter().all(|&a| a) {
+                return Ok(());
+            }
+            self.partial.remove(&index).expect("present").values
+        };
+        let len = complete.len();
+        let tensor = Tensor::from_data(TensorData::new(complete, [len]), &self.device);
+        self.placed[index] = Some(tensor);
         Ok(())
     }
 }
 
-/// Lists the parameters that no tensor filled.
-struct FindMissing<'a> {
-    loaded: &'a HashSet<String>,
-    missing: Vec<String>,
+/// Puts each parameter's loaded values into the model.
+struct PlaceAll {
+    by_id: HashMap<ParamId, usize>,
+    placed: Vec<Option<Tensor<1>>>,
 }
 
-impl ParamVisitor for FindMissing<'_> {
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        _: &mut Param<Tensor<D>>,
-        _: Layout,
-    ) -> Result<()> {
-        if !self.loaded.contains(name) {
-            self.missing.push(name.to_string());
-        }
-        Ok(())
+impl ModuleMapper for PlaceAll {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let index = self.by_id.get(&param.id).copied();
+        let Some(values) = index.and_then(|i| self.placed[i].take()) else {
+            return param;
+        };
+        let tensor = values.reshape(param.lazy_shape());
+        let id = param.id;
+        param.transform_for_load(tensor, id)
     }
 }

@@ -1,20 +1,15 @@
-//! Weights in the Hugging Face layout: the safetensors format, the mapping between Hugging Face
-//! tensor names and the model's parameters, loading (streamed) and export.
-//!
-//! Every module of [`crate::model`] has a `visit` method that walks its parameters under their
-//! Hugging Face names; loading and export are two [`ParamVisitor`]s over that one walk.
+//! Weights in the Hugging Face layout: the safetensors format, where each model parameter lives
+//! in a checkpoint ([`mapping`]), loading (streamed) and export. This module depends on
+//! [`crate::model`], never the other way.
 
 mod export;
 mod load;
+pub mod mapping;
 pub mod safetensors;
 
-use burn::module::Param;
-use burn::tensor::Tensor;
-
-use crate::error::Result;
-
-pub use export::{export_safetensors, WeightDtype};
+pub use export::{export_safetensors, param_values, WeightDtype};
 pub use load::WeightLoader;
+pub use mapping::{CheckpointTensor, ParamEntry, ParamTable};
 
 /// How a Hugging Face tensor is laid out relative to the burn parameter it fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,15 +63,4 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Something that walks a model's parameters by Hugging Face name (loading, export, init).
-pub trait ParamVisitor {
-    /// Called once per parameter with its full Hugging Face name.
-    fn param<const D: usize>(
-        &mut self,
-        name: &str,
-        param: &mut Param<Tensor<D>>,
-        layout: Layout,
-    ) -> Result<()>;
 }
