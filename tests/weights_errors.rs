@@ -216,6 +216,19 @@ fn export_round_trips() {
     let ids = vec![vec![49406, 320, 1125, 539, 320, 2368, 49407]];
     let reference = block_on(clip.embed_token_ids(&ids)).unwrap();
     let exported = export_safetensors(clip.model(), clip.config(), WeightDtype::F32).unwrap();
+    // The same tensors under the same names and shapes as transformers wrote (Q/K/V split
+    // back into three, linear weights `[out, in]`, the patch conv 4-D, `logit_scale` 0-D).
+    let tensors = |bytes: &[u8]| {
+        let header = Header::parse(bytes, Some(bytes.len() as u64)).unwrap();
+        let mut named: Vec<(String, Vec<usize>)> = header
+            .tensors
+            .into_iter()
+            .map(|t| (t.name, t.shape))
+            .collect();
+        named.sort();
+        named
+    };
+    assert_eq!(tensors(&exported), tensors(&bytes));
     let again = load(&dir, &exported, 1 << 20).unwrap();
     assert_eq!(block_on(again.embed_token_ids(&ids)).unwrap(), reference);
     let half = export_safetensors(clip.model(), clip.config(), WeightDtype::F16).unwrap();
