@@ -4,10 +4,15 @@ in the same session, printed as ratios (webclip time / reference time; below 1.0
 
 Usage:
     python3 scripts/bench_reference.py [--webclip PATH] [--threads 2] [--runs 10] [--config config.json]
+                                       [--json FILE]
+    python3 scripts/bench_reference.py --write-config FILE   (the ViT-B/32 config.json, then exit)
 
 The default architecture is openai/clip-vit-base-patch32's (random weights: latency does not
 depend on the values). Cases: image batch 1 and 8 (224x224), text batch 1 and 8 of 12 tokens.
-Needs: pip install torch transformers onnx onnxruntime onnxscript
+--json FILE also writes the rows for `npm run bench` (scripts/bench.mjs): a JSON list of
+{"case", "webclip_ms", "reference", "reference_ms", "ratio", "goal"} (goal: 1.0 against ONNX
+Runtime, none against PyTorch); a side that fails gives rows with an "error" instead.
+Needs: pip install torch transformers onnx onnxruntime
 """
 import argparse
 import json
@@ -81,6 +86,55 @@ def webclip_cases(binary, config_path, threads, runs):
     return {(c["name"], c["batch"]): c["median_ms"] for c in json.loads(out)["cases"]}
 
 
+def error_text(e):
+    if isinstance(e, subprocess.CalledProcessError):
+        tail = (e.stderr or "").strip().splitlines()[-1:] or [f"exit status {e.returncode}"]
+        return f"{Path(e.cmd[0]).name} {e.cmd[1]}: {tail[0]}"
+    return f"{type(e).__name__}: {e}"
+
+
+def torch_cases(model, config, cases, runs):
+    out = {}
+    with torch.no_grad():
+        for kind, batch in cases:
+            x = inputs(config, batch, kind)
+            if kind == "image":
+                out[(kind, batch)] = median_ms(lambda: model.get_image_features(pixel_values=x), runs)
+            else:
+                out[(kind, batch)] = median_ms(lambda: model.get_text_features(input_ids=x), runs)
+    return out
+
+
+def ort_cases(model, config, threads, runs):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("image", "text"):
+            path = os.path.join(tmp, f"{kind}.onnx")
+            with torch.no_grad():
+                torch.onnx.export(Tower(model, kind), (inputs(config, 1, kind),), path, dynamo=False,
+                                  opset_version=17, input_names=["x"], output_names=["y"],
+                                  dynamic_axes={"x": {0: "batch"}})
+            session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+            for batch in (1, 8):
+                x = inputs(config, batch, kind).numpy()
+                out[(kind, batch)] = median_ms(lambda: session.run(None, {"x": x}), runs)
+    return out, f"ONNX Runtime {ort.__version__}"
+
+
+def measure(label, fn):
+    """fn() or, when it fails, the error as text (reported on stderr and in the rows)."""
+    try:
+        return fn(), None
+    except Exception as e:  # noqa: BLE001  (any failure becomes an error row, not an abort)
+        print(f"{label} failed: {error_text(e)}", file=sys.stderr)
+        return None, error_text(e)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/webclip/target"))
@@ -88,52 +142,48 @@ def main():
     parser.add_argument("--config", help="a CLIP config.json (default: ViT-B/32)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON (for scripts/bench.mjs)")
+    parser.add_argument("--write-config", metavar="FILE", help="write the ViT-B/32 config.json and exit")
     args = parser.parse_args()
+
+    if args.write_config:
+        base_patch32_config().to_json_file(args.write_config)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = CLIPConfig.from_json_file(args.config) if args.config else base_patch32_config()
     model = CLIPModel(config).eval()
+    shape = Path(args.config).name if args.config else "ViT-B/32"
 
     cases = [("image", 1), ("image", 8), ("text", 1), ("text", 8)]
-    torch_ms, ort_ms = {}, {}
-    with torch.no_grad():
-        for kind, batch in cases:
-            x = inputs(config, batch, kind)
-            if kind == "image":
-                torch_ms[(kind, batch)] = median_ms(lambda: model.get_image_features(pixel_values=x), args.runs)
-            else:
-                torch_ms[(kind, batch)] = median_ms(lambda: model.get_text_features(input_ids=x), args.runs)
-
-    try:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = args.threads
-        opts.inter_op_num_threads = 1
-        with tempfile.TemporaryDirectory() as tmp:
-            for kind in ("image", "text"):
-                path = os.path.join(tmp, f"{kind}.onnx")
-                with torch.no_grad():
-                    torch.onnx.export(Tower(model, kind), (inputs(config, 1, kind),), path, dynamo=False,
-                                      opset_version=17, input_names=["x"], output_names=["y"],
-                                      dynamic_axes={"x": {0: "batch"}})
-                session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-                for batch in (1, 8):
-                    x = inputs(config, batch, kind).numpy()
-                    ort_ms[(kind, batch)] = median_ms(lambda: session.run(None, {"x": x}), args.runs)
-    except ImportError:
-        print("onnxruntime not installed: ONNX Runtime column skipped", file=sys.stderr)
-
-    ours = webclip_cases(args.webclip, args.config, args.threads, args.runs)
+    torch_ms, torch_error = measure("PyTorch", lambda: torch_cases(model, config, cases, args.runs))
+    ort_result, ort_error = measure("ONNX Runtime", lambda: ort_cases(model, config, args.threads, args.runs))
+    ort_ms, ort_name = ort_result or ({}, "ONNX Runtime")
+    ours, ours_error = measure("webclip bench", lambda: webclip_cases(args.webclip, args.config, args.threads, args.runs))
+    torch_ms, ours = torch_ms or {}, ours or {}
 
     print(f"threads={args.threads} runs={args.runs} (medians, ms; ratio = webclip / reference)")
     print(f"{'case':<10} {'webclip':>9} {'pytorch':>9} {'onnxrt':>9} {'vs torch':>9} {'vs ort':>9}")
+    num = lambda v: f"{v:9.1f}" if v else f"{'-':>9}"  # noqa: E731
+    ratio = lambda a, b: f"{a / b:8.2f}x" if a and b else f"{'-':>9}"  # noqa: E731
+    rows = []
     for kind, batch in cases:
-        w, t, o = ours[(kind, batch)], torch_ms[(kind, batch)], ort_ms.get((kind, batch))
-        o_text = f"{o:9.1f}" if o else f"{'-':>9}"
-        r_text = f"{w / o:8.2f}x" if o else f"{'-':>9}"
-        print(f"{kind + ' b' + str(batch):<10} {w:9.1f} {t:9.1f} {o_text} {w / t:8.2f}x {r_text}")
+        w, t, o = ours.get((kind, batch)), torch_ms.get((kind, batch)), ort_ms.get((kind, batch))
+        print(f"{kind + ' b' + str(batch):<10} {num(w)} {num(t)} {num(o)} {ratio(w, t)} {ratio(w, o)}")
+        what = "text (12 tokens)" if kind == "text" else "image"
+        for reference, ms, error, goal in [(ort_name, o, ort_error, 1.0),
+                                           (f"PyTorch {torch.__version__.split('+')[0]}", t, torch_error, None)]:
+            row = {"case": f"native CPU, {shape}, {what}, batch {batch}", "webclip_ms": w, "reference": reference,
+                   "reference_ms": ms, "ratio": w / ms if w and ms else None, "goal": goal,
+                   "note": f"{args.threads} threads, median of {args.runs}"}
+            if ours_error or error:
+                row["error"] = "; ".join(e for e in (ours_error and f"webclip: {ours_error}", error) if e)
+            rows.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if ours_error or torch_error or ort_error:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
