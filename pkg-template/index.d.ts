@@ -113,12 +113,13 @@ export interface RankHit {
 export class Clip {
   private constructor();
   /**
-   * Load a Hugging Face CLIP model: a Hub id (`'openai/clip-vit-base-patch32'`) or the URL of
-   * a directory holding config.json, model.safetensors, tokenizer.json (and optionally
-   * preprocessor_config.json), absolute or (in a page) relative.
+   * Load a CLIP model: a Hub id (`'openai/clip-vit-base-patch32'`) or the URL of a directory,
+   * absolute or (in a page) relative: a Hugging Face one (config.json, model.safetensors,
+   * tokenizer.json, optionally preprocessor_config.json) or open_clip's hub layout
+   * (open_clip_config.json, open_clip_model.safetensors, tokenizer.json).
    */
   static fromPretrained(model: string | URL_, options?: LoadOptions): Promise<Clip>;
-  /** Load from in-memory files. */
+  /** Load from in-memory files (`config` may be open_clip's open_clip_config.json). */
   static fromFiles(
     files: { config: FileInput; weights: FileInput; tokenizer: FileInput; preprocessor?: FileInput | null },
     options?: FilesOptions,

@@ -325,13 +325,12 @@ async function readSmallFile(base, name, context, optional = false) {
 }
 
 /**
- * Stream model.safetensors into a loader chunk by chunk: one copy of the weights in memory.
+ * Stream the weights (`name`) into a loader chunk by chunk: one copy of the weights in memory.
  * Its length is judged by the safetensors header (Rust), not by Content-Length, which a
  * compressed transfer makes smaller than the body; Content-Length is only a first estimate
  * for progress.
  */
-async function streamWeights(base, createFor, context) {
-  const name = 'model.safetensors';
+async function streamWeights(base, name, createFor, context) {
   const url = new URL(name, base).href;
   const { response, fromCache } = await fetchFile(url, context);
   const { signal, onProgress, cache } = context;
@@ -480,9 +479,10 @@ export class Clip {
   }
 
   /**
-   * Load a Hugging Face CLIP model by Hub id (`'openai/clip-vit-base-patch32'`) or from a URL
-   * of a directory with config.json, model.safetensors, tokenizer.json and (optionally)
-   * preprocessor_config.json.
+   * Load a CLIP model by Hub id (`'openai/clip-vit-base-patch32'`) or from a URL of a
+   * directory: a Hugging Face one (config.json, model.safetensors, tokenizer.json, optionally
+   * preprocessor_config.json) or open_clip's hub layout (open_clip_config.json,
+   * open_clip_model.safetensors, tokenizer.json).
    */
   static async fromPretrained(model, loadOptions) {
     const {
@@ -503,15 +503,22 @@ export class Clip {
       signal,
       toCache: [],
     };
-    const [, config, tokenizer, preprocessor] = await Promise.all([
+    const [, hfConfig, tokenizer, preprocessor] = await Promise.all([
       loadRuntime(wasmUrl),
-      readSmallFile(base, 'config.json', context),
+      readSmallFile(base, 'config.json', context, true),
       readSmallFile(base, 'tokenizer.json', context),
       readSmallFile(base, 'preprocessor_config.json', context, true),
     ]);
+    // No config.json: open_clip's hub layout (its config holds the preprocessing).
+    const openClip = hfConfig === null;
+    const config = hfConfig ?? await readSmallFile(base, 'open_clip_config.json', context, true);
+    if (config === null) {
+      throw new WebclipError('E_FETCH', `${base} has neither config.json nor open_clip_config.json (HTTP 404)`);
+    }
+    const weightsFile = openClip ? 'open_clip_model.safetensors' : 'model.safetensors';
     const decoder = new TextDecoder();
     const files = { config: decoder.decode(config), tokenizer, preprocessor: preprocessor && decoder.decode(preprocessor) };
-    const { inner, reason } = await streamWeights(base, () => createLoader(device, files, undefined), context);
+    const { inner, reason } = await streamWeights(base, weightsFile, () => createLoader(device, files, undefined), context);
     if (context.cache) {
       await Promise.all(context.toCache.map(([url, bytes]) => context.cache.put(url, new Response(bytes)).catch(() => {})));
     }

@@ -1192,9 +1192,109 @@ def make_hf_preprocess_cases() -> None:
     print(f"  {len(cases)} transformers preprocessing cases")
 
 
+# --------------------------------------------------------------------------------------
+# I. open_clip's hub layout: open_clip_config.json + open_clip_model.safetensors
+# --------------------------------------------------------------------------------------
+
+OPEN_CLIP_MODEL_CFG = dict(
+    embed_dim=12,
+    quick_gelu=False,  # exact GELU, open_clip's default
+    vision_cfg=dict(image_size=32, layers=2, width=32, patch_size=8, head_width=8, mlp_ratio=2.0),
+    text_cfg=dict(context_length=CONTEXT_LENGTH, vocab_size=VOCAB_SIZE, width=16, heads=2, layers=2,
+                  mlp_ratio=3.0),
+)
+# Not OpenAI's constants, so that a reader ignoring preprocess_cfg shows.
+OPEN_CLIP_PREPROCESS_CFG = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+                                interpolation="bicubic", resize_mode="shortest")
+# Images whose crop margin at 32 px is odd (torchvision rounds the offset, transformers floors).
+OPEN_CLIP_IMAGES = ["palette.png", "landscape.png", "portrait.png", "rgba.png"]
+
+
+def init_open_clip_weights(model: torch.nn.Module, seed: int) -> None:
+    """As init_weights, for open_clip's parameter names: LayerNorms perturbed, linear and conv
+    weights with gain, embeddings N(0, 0.5^2), projections N(0, 1/fan_in), logit_scale 2.7."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            n = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name == "logit_scale":
+                p.fill_(2.7)
+            elif ".ln_" in "." + name:  # ln_pre, ln_1, ln_2, ln_post, ln_final
+                p.copy_(1.0 + 0.1 * n if name.endswith("weight") else 0.1 * n)
+            elif name.endswith("bias"):
+                p.copy_(0.1 * n)
+            elif name.endswith("embedding") or "token_embedding" in name:
+                p.copy_(0.5 * n)
+            elif name in ("visual.proj", "text_projection"):  # [in, out]
+                p.copy_(n / math.sqrt(p.shape[0]))
+            else:  # [out, in] linear / in_proj, or the patch conv
+                fan_in = int(np.prod(p.shape[1:]))
+                p.copy_((3.0 if p.dim() == 4 else 2.0) * n / math.sqrt(fan_in))
+
+
+def make_open_clip_models() -> None:
+    print("I. open_clip models")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(4321)
+    model = open_clip.CLIP(**OPEN_CLIP_MODEL_CFG)
+    init_open_clip_weights(model, 4321)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, dtype in [("tiny-open-clip", torch.float32), ("tiny-open-clip-fp16", torch.float16)]:
+        d = MODELS_DIR / name
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        write_json(d / "open_clip_config.json",
+                   {"model_cfg": OPEN_CLIP_MODEL_CFG, "preprocess_cfg": OPEN_CLIP_PREPROCESS_CFG}, indent=2)
+        tensors = {k: v.to(dtype).contiguous() for k, v in state.items()}
+        save_file(tensors, str(d / "open_clip_model.safetensors"))
+        (d / "open_clip_model.safetensors").chmod(0o644)
+        os.symlink("../../tokenizer/tokenizer.json", d / "tokenizer.json")
+
+        # The reference: open_clip itself loading the directory as a hub model.
+        ref_model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{d}", device="cpu")
+        ref_model = ref_model.float().eval()
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{d}")
+        tokens = tokenizer(MODEL_TEXTS)
+        ids = [[int(t) for t in row[: int(row.argmax()) + 1]] for row in tokens]
+        images = [to_rgb8(Image.open(IMG_DIR / n)) for n in OPEN_CLIP_IMAGES]
+        pixel_values = torch.stack([preprocess(im) for im in images])
+        with torch.no_grad():
+            text_embeds = ref_model.encode_text(tokens, normalize=True)
+            image_embeds = ref_model.encode_image(pixel_values, normalize=True)
+            logit_scale = ref_model.logit_scale.detach().float()
+            logits = logit_scale.exp() * image_embeds @ text_embeds.T
+        tsim, isim = text_embeds @ text_embeds.T, image_embeds @ image_embeds.T
+        off_t = ~torch.eye(len(MODEL_TEXTS), dtype=torch.bool)
+        off_i = ~torch.eye(len(images), dtype=torch.bool)
+        assert float(tsim[off_t].max()) < 0.98 and float(isim[off_i].max()) < 0.98
+        write_json(d / "reference.json", {
+            "model": name,
+            "dtype_on_disk": str(dtype).replace("torch.", ""),
+            "note": "open_clip.create_model_from_pretrained('local-dir:...') and its tokenizer and "
+                    "preprocess, fp32, torch.no_grad()",
+            "texts": MODEL_TEXTS,
+            "input_ids": ids,
+            "text_embeds": rnd_list(text_embeds),
+            "images": OPEN_CLIP_IMAGES,
+            "pixel_shape": list(pixel_values.shape),
+            "pixel_values": rnd_list(pixel_values.flatten()),
+            "image_embeds": rnd_list(image_embeds),
+            "logit_scale": float(logit_scale),
+            "logits_per_image": rnd_list(logits),
+        })
+        print(f"  {name}: {len(state)} tensors, max cos text {float(tsim[off_t].max()):.3f}, "
+              f"image {float(isim[off_i].max()):.3f}")
+
+
 def main() -> None:
     if sys.argv[1:] == ["gradients"]:  # regenerate only G (the models must exist)
         make_gradients()
+        return
+    if sys.argv[1:] == ["open-clip"]:  # regenerate only I (the tokenizer and images must exist)
+        make_open_clip_models()
         return
     if sys.argv[1:] == ["transformers-preprocess"]:  # regenerate only H (the images must exist)
         make_hf_preprocess_cases()
@@ -1225,6 +1325,7 @@ def main() -> None:
     make_hf_preprocess_cases()
     print("B/C. models")
     make_models(tok)
+    make_open_clip_models()
 
     print("F. contrastive loss")
     loss = make_loss_cases()

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::config::{ClipConfig, PreprocessConfig};
+use crate::config::{open_clip, ClipConfig, Family, PreprocessConfig};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
 use crate::model::{ClipModel, TokenBatch};
@@ -80,19 +80,21 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     pollster::block_on(future)
 }
 
-/// The small files of a Hugging Face CLIP directory, as text.
+/// The small files of a model directory, as text: a Hugging Face CLIP directory or open_clip's
+/// hub layout (told apart by the config's contents, [`Family::detect`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ModelFiles<'a> {
-    /// `config.json`.
+    /// `config.json`, or open_clip's `open_clip_config.json`.
     pub config: &'a str,
     /// `tokenizer.json`.
     pub tokenizer: &'a [u8],
-    /// `preprocessor_config.json`, if the model has one.
+    /// `preprocessor_config.json`, if the model has one (open_clip's config holds its own).
     pub preprocessor: Option<&'a str>,
 }
 
 /// The parsed small files of a model.
 pub struct ParsedFiles {
+    pub family: Family,
     pub config: ClipConfig,
     pub tokenizer: ClipTokenizer,
     pub preprocess: PreprocessConfig,
@@ -101,14 +103,22 @@ pub struct ParsedFiles {
 impl ModelFiles<'_> {
     /// Parse the config, tokenizer and preprocessing files.
     pub fn parse(&self) -> Result<ParsedFiles> {
-        let config = ClipConfig::from_json(self.config)?;
+        let family = Family::detect(self.config);
+        let (config, preprocess) = match family {
+            Family::Clip => {
+                let config = ClipConfig::from_json(self.config)?;
+                let preprocess = match self.preprocessor {
+                    Some(text) => PreprocessConfig::from_json(text, config.vision.image_size)?,
+                    None => PreprocessConfig::clip_image_processor(config.vision.image_size),
+                };
+                (config, preprocess)
+            }
+            Family::OpenClip => open_clip::from_json(self.config)?,
+        };
         let tokenizer =
             ClipTokenizer::from_bytes(self.tokenizer, config.text.max_position_embeddings)?;
-        let preprocess = match self.preprocessor {
-            Some(text) => PreprocessConfig::from_json(text, config.vision.image_size)?,
-            None => PreprocessConfig::clip_image_processor(config.vision.image_size),
-        };
         Ok(ParsedFiles {
+            family,
             config,
             tokenizer,
             preprocess,
@@ -142,15 +152,25 @@ impl ModelDir {
                 })
             })
         };
-        let preprocessor = match text("preprocessor_config.json") {
-            Ok(text) => Some(text),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+        let optional = |name: &str| match text(name) {
+            Ok(text) => Ok(Some(text)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        };
+        // A Hugging Face config first (some open_clip repos carry both layouts).
+        let config = match optional(Family::Clip.config_file())? {
+            Some(config) => config,
+            None => match optional(Family::OpenClip.config_file())? {
+                Some(config) => config,
+                None => text(Family::Clip.config_file())?,
+            },
         };
         Ok(Self {
-            config: text("config.json")?,
+            preprocessor: optional("preprocessor_config.json")?,
+            config,
             tokenizer: read("tokenizer.json")?,
-            preprocessor,
             dir,
         })
     }
@@ -178,7 +198,7 @@ impl ClipLoader {
         let files = files.parse()?;
         let model = ClipModel::new(&files.config, device);
         Ok(Self {
-            weights: WeightLoader::new(model, &files.config, device, weights_len),
+            weights: WeightLoader::new(model, &files.config, files.family, device, weights_len),
             files,
             device: device.clone(),
         })
@@ -225,7 +245,8 @@ pub fn load_dir_parts(
     use std::io::Read;
 
     let model_dir = ModelDir::read(dir)?;
-    let weights_path = model_dir.dir.join("model.safetensors");
+    let family = Family::detect(&model_dir.config);
+    let weights_path = model_dir.dir.join(family.weights_file());
     let mut file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
     let len = file
         .metadata()

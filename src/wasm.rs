@@ -14,6 +14,21 @@ use crate::image::{ImageLimits, RgbImage};
 use crate::pipeline::{Backend, Clip, ClipLoader, ModelFiles};
 use crate::tasks::{Ensemble, DEFAULT_TEMPLATE};
 
+unsafe extern "C" {
+    /// The linker's function that runs every static constructor (burn's kernel registries use
+    /// the `inventory` crate, which registers through them).
+    fn __wasm_call_ctors();
+}
+
+/// Runs once, when the module is instantiated (wasm-bindgen's start function): the static
+/// constructors. A module that never calls them itself gets a call linked in before every
+/// exported function instead, which re-registered everything and cost ~1.5 ms per call.
+#[wasm_bindgen(start)]
+fn start() {
+    // SAFETY: called once, before any other export, as the linker's contract requires.
+    unsafe { __wasm_call_ctors() }
+}
+
 /// A JS `Error` carrying the webclip error code in `code`.
 fn js_error(e: Error) -> JsValue {
     let error = js_sys::Error::new(&e.to_string());
@@ -50,15 +65,31 @@ pub fn default_template() -> String {
     DEFAULT_TEMPLATE.to_string()
 }
 
+thread_local! {
+    /// The page's WebGPU device, created by the first load that asks for it and shared by every
+    /// model after it (burn registers one server per device: a second one fails).
+    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
 /// Create the compute device: `"webgpu"` (fails if no adapter) or `"cpu"`
 /// ([`Backend::parse`]'s names).
 async fn create_device(kind: &str) -> Result<Device, Error> {
     match Backend::parse(kind)? {
         Backend::Cpu => Ok(Device::flex()),
-        Backend::Wgpu => Device::wgpu_options()
-            .init_async()
-            .await
-            .map_err(|e| Error::Backend(format!("WebGPU is unavailable: {e}"))),
+        Backend::Wgpu => {
+            if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+                return Ok(device);
+            }
+            let created = Device::wgpu_options().init_async().await;
+            // Another load may have created it while this one waited.
+            if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+                return Ok(device);
+            }
+            let device =
+                created.map_err(|e| Error::Backend(format!("WebGPU is unavailable: {e}")))?;
+            WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+            Ok(device)
+        }
     }
 }
 

@@ -359,6 +359,29 @@ fn mutated_configs_never_panic() {
 }
 
 #[test]
+fn mutated_open_clip_configs_and_weights_never_panic() {
+    let dir = model_dir("tiny-open-clip");
+    let config = std::fs::read_to_string(dir.join("open_clip_config.json")).unwrap();
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let weights = std::fs::read(dir.join("open_clip_model.safetensors")).unwrap();
+    load_and_run(&config, &tokenizer, None, &weights).unwrap();
+    let original: Value = serde_json::from_str(&config).unwrap();
+    let mut rng = Rng(0x5eed_0007);
+    for i in 0..iterations() {
+        let mut mutated = original.clone();
+        mutate_json(&mut rng, &mut mutated);
+        let text = mutated.to_string();
+        no_panic("open_clip_config.json", &text, || {
+            load_and_run(&text, &tokenizer, None, &weights)
+        });
+        let bytes = mutate_bytes(&mut rng, &weights);
+        no_panic("open_clip_model.safetensors", &i, || {
+            load_and_run(&config, &tokenizer, None, &bytes)
+        });
+    }
+}
+
+#[test]
 fn mutated_preprocessor_configs_never_panic() {
     let model = tiny_model();
     let original: Value = serde_json::from_str(

@@ -1,17 +1,22 @@
-//! The burn model against `transformers` on the committed tiny checkpoints: text and image
-//! embeddings and logits, on the CPU backend and (where an adapter exists) on wgpu.
+//! The burn model against `transformers` (Hugging Face directories) and `open_clip` (its hub
+//! layout) on the committed tiny checkpoints: text and image embeddings and logits, on the CPU
+//! backend and (where an adapter exists) on wgpu.
 
 mod common;
 
 use common::*;
+use webclip::config::Family;
+use webclip::image::RgbImage;
 use webclip::model::{values, TokenBatch};
 use webclip::{block_on, Backend, Clip};
 
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 6] = [
     "tiny-quickgelu",
     "tiny-gelu",
     "tiny-gelu-fp16",
     "tiny-quickgelu-bf16",
+    "tiny-open-clip",
+    "tiny-open-clip-fp16",
 ];
 
 fn check_model(name: &str, clip: &Clip, tol: f32) {
@@ -127,5 +132,45 @@ fn fixed_shape_text_batches_match_tight_ones() {
         assert_eq!(fixed.len(), shape[0] * tight.len() / input_ids.len());
         let diff = max_abs_diff(&tight, &fixed[..tight.len()]);
         assert!(diff < 1e-5, "{name}: max abs diff {diff}");
+    }
+}
+
+#[test]
+fn open_clip_directories_match_open_clip_end_to_end() {
+    // Token ids from open_clip's tokenizer, pixels from its transform (the directory's mean and
+    // std, torchvision's crop rounding), and embeddings of the decoded image files.
+    let device = Backend::Cpu.device().unwrap();
+    for name in ["tiny-open-clip", "tiny-open-clip-fp16"] {
+        let dir = model_dir(name);
+        let config = std::fs::read_to_string(dir.join("open_clip_config.json")).unwrap();
+        assert_eq!(Family::detect(&config), Family::OpenClip);
+        let clip = Clip::load_dir(&dir, &device).unwrap();
+        let reference = read_json(dir.join("reference.json"));
+        let texts = reference["texts"].as_array().unwrap();
+        for (text, want) in texts.iter().zip(ids(&reference["input_ids"])) {
+            let got = clip.tokenizer().encode(text.as_str().unwrap()).unwrap();
+            assert_eq!(got, want, "{name}: token ids of {text}");
+        }
+        let files = reference["images"].as_array().unwrap();
+        let images: Vec<RgbImage> = files
+            .iter()
+            .map(|f| {
+                let path = fixtures().join("images").join(f.as_str().unwrap());
+                RgbImage::decode(&std::fs::read(path).unwrap()).unwrap()
+            })
+            .collect();
+        let pixels: Vec<f32> = images
+            .iter()
+            .flat_map(|image| clip.preprocess(image).unwrap().0)
+            .collect();
+        let diff = max_abs_diff(&pixels, &floats(&reference["pixel_values"]));
+        assert!(diff <= 1e-5, "{name}: pixel values differ by {diff}");
+        let embeddings = block_on(clip.embed_images(&images)).unwrap();
+        assert_embeddings_close(
+            &format!("{name} image files"),
+            &embeddings,
+            &rows(&reference["image_embeds"]),
+            1e-4,
+        );
     }
 }

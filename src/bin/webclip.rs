@@ -14,6 +14,11 @@ use webclip::train::trainer::MAX_BATCH;
 use webclip::train::{CaptionDataset, Evaluation, StepReport, TrainConfig, TrainData};
 use webclip::{block_on, Backend, Clip, ClipConfig, Ensemble, Error, RgbImage, DEFAULT_TEMPLATE};
 
+/// mimalloc keeps freed memory for reuse: the system allocator returns large blocks (the
+/// activations of a forward pass) to the OS and faults them in again on every call.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "webclip",

@@ -1,11 +1,12 @@
-//! A faster linear layer for inference on burn's CPU backend (Flex), natively.
+//! A faster linear layer for inference on burn's CPU backend (Flex), natively and in wasm.
 //!
 //! burn computes `x @ w` for a batched input as one matrix product per batch item, each on one
 //! thread, and adds the bias in a second pass; below ~7M multiply-adds it uses one thread. Here
 //! all rows of the batch form one matrix, the bias is written into the output first and the
-//! product accumulates onto it, and the output columns are split between the threads, so each
-//! thread streams only its share of the weights (the strategy of ONNX Runtime's MLAS when the
-//! output is wider than tall). Measured in `docs/performance.md`.
+//! product accumulates onto it, and (natively) the output columns are split between the
+//! threads, so each thread streams only its share of the weights (the strategy of ONNX
+//! Runtime's MLAS when the output is wider than tall). wasm has one thread: it keeps the single
+//! product with the bias folded in and the activation fused. Measured in `docs/performance.md`.
 //!
 //! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
 //! else, training included, takes burn's path unchanged.
@@ -102,17 +103,16 @@ fn try_forward<const D: usize>(
     }
     matmul_accumulate(m, k, n, x_data, w_data, out_data);
     if let Some(f) = activation {
-        use rayon::prelude::*;
-        out_data
-            .par_chunks_mut(n.max(ACTIVATION_CHUNK))
-            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = f(*v)));
+        for_each_part(out_data.chunks_mut(n.max(ACTIVATION_CHUNK)), |chunk| {
+            chunk.iter_mut().for_each(|v| *v = f(*v))
+        });
     }
     Some(Tensor::from_primitive::<Flex>(out))
 }
 
 /// `out[m, n] += x[m, k] @ w[k, n]`, all row-major, with the columns split across threads.
 fn matmul_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
-    let threads = rayon::current_num_threads();
+    let threads = threads();
     let parts = if m * n * k < SPLIT_THRESHOLD {
         1
     } else {
@@ -152,13 +152,34 @@ fn matmul_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &m
             );
         }
     };
-    let starts: Vec<usize> = (0..n).step_by(width.max(1)).collect();
-    if starts.len() == 1 {
-        part(0);
-    } else {
-        use rayon::prelude::*;
-        starts.into_par_iter().for_each(part);
+    for_each_part((0..n).step_by(width.max(1)), part);
+}
+
+/// Threads available for one product.
+#[cfg(not(target_arch = "wasm32"))]
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn threads() -> usize {
+    1
+}
+
+/// Run `f` on every item, in parallel where there are threads and more than one item.
+#[cfg(not(target_arch = "wasm32"))]
+fn for_each_part<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync + Send) {
+    use rayon::prelude::*;
+    let items: Vec<T> = items.collect();
+    match items.len() {
+        0 | 1 => items.into_iter().for_each(f),
+        _ => items.into_par_iter().for_each(f),
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn for_each_part<T>(items: impl Iterator<Item = T>, f: impl Fn(T)) {
+    items.for_each(f);
 }
 
 #[cfg(test)]

@@ -29,25 +29,19 @@ pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> L
         .init(device)
 }
 
-/// `linear.forward(x)`; natively on the CPU backend through [`super::cpu_linear`].
+/// `linear.forward(x)`; on the CPU backend through [`super::cpu_linear`].
 pub fn apply<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
-    #[cfg(not(target_arch = "wasm32"))]
-    return super::cpu_linear::forward(linear, x);
-    #[cfg(target_arch = "wasm32")]
-    linear.forward(x)
+    super::cpu_linear::forward(linear, x)
 }
 
-/// `activate(linear.forward(x), activation)`; natively on the CPU backend in one pass through
+/// `activate(linear.forward(x), activation)`; on the CPU backend in one pass through
 /// [`super::cpu_linear`].
 pub fn apply_activated<const D: usize>(
     linear: &Linear,
     x: Tensor<D>,
     activation: Activation,
 ) -> Tensor<D> {
-    #[cfg(not(target_arch = "wasm32"))]
-    return super::cpu_linear::forward_activated(linear, x, activation);
-    #[cfg(target_arch = "wasm32")]
-    activate(linear.forward(x), activation)
+    super::cpu_linear::forward_activated(linear, x, activation)
 }
 
 /// A lazily initialised parameter drawn from `N(0, std²)`.

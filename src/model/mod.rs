@@ -2,7 +2,6 @@
 //! (the CPU backend, `wgpu`/WebGPU), with or without autodiff.
 
 pub mod clip;
-#[cfg(not(target_arch = "wasm32"))]
 mod cpu_linear;
 pub mod layers;
 pub mod text;

@@ -68,6 +68,7 @@ impl TrainConfig {
                     bos_token_id: vocab::BOS_ID,
                     eos_token_id: vocab::EOS_ID,
                     pad_token_id: vocab::EOS_ID,
+                    argmax_pooling: false,
                 },
                 vision: VisionConfig {
                     hidden_size: 64,

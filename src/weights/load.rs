@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::mapping::ParamTable;
 use super::safetensors::{decode_f32, Header, TensorInfo};
-use crate::config::ClipConfig;
+use crate::config::{ClipConfig, Family};
 use crate::error::{Error, Result};
 use crate::model::ClipModel;
 
@@ -44,14 +44,16 @@ struct Partial {
 }
 
 impl WeightLoader {
-    /// Start loading into `model` (built from `config`), whose parameters will live on `device`.
+    /// Start loading a `family` checkpoint into `model` (built from `config`), whose
+    /// parameters will live on `device`.
     pub fn new(
         model: ClipModel,
         config: &ClipConfig,
+        family: Family,
         device: &Device,
         expected_len: Option<u64>,
     ) -> Self {
-        let table = ParamTable::new(&model, config);
+        let table = ParamTable::for_family(&model, config, family);
         Self {
             sources: table.by_tensor(),
             placed: vec![None; table.entries().len()],

@@ -5,7 +5,8 @@
 //! own field names inside its modules, the layout of linear weights, the patch convolution and
 //! the scalar `logit_scale`, and our modules that hold several checkpoint modules side by side
 //! (one Q/K/V projection). Loading, export and the optimizer's weight-decay groups all read the
-//! [`ParamTable`] built from these rules.
+//! [`ParamTable`] built from these rules. open_clip's checkpoints name the same parameters
+//! differently: [`OPEN_CLIP_NAMES`] renames, and their Q/K/V is one tensor already.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
 use super::Layout;
-use crate::config::ClipConfig;
+use crate::config::{ClipConfig, Family};
 use crate::model::ClipModel;
 
 /// burn's field names inside its modules → the checkpoint's: `(module type, field, name)`.
@@ -32,6 +33,48 @@ const PATCH_CONV: &str = ".embeddings.patch_embedding.weight";
 /// A 0-dimensional tensor in checkpoints, `[1]` in the model.
 const LOGIT_SCALE: &str = "logit_scale";
 
+/// open_clip's names for the Hugging Face names (with our unsplit `qkv_proj`): each pair
+/// replaces a part of the name, in order.
+const OPEN_CLIP_NAMES: &[(&str, &str)] = &[
+    (
+        "vision_model.embeddings.patch_embedding.weight",
+        "visual.conv1.weight",
+    ),
+    (
+        "vision_model.embeddings.class_embedding",
+        "visual.class_embedding",
+    ),
+    (
+        "vision_model.embeddings.position_embedding.weight",
+        "visual.positional_embedding",
+    ),
+    ("vision_model.pre_layrnorm.", "visual.ln_pre."),
+    ("vision_model.post_layernorm.", "visual.ln_post."),
+    (
+        "vision_model.encoder.layers.",
+        "visual.transformer.resblocks.",
+    ),
+    ("visual_projection.weight", "visual.proj"),
+    ("text_model.embeddings.token_embedding.", "token_embedding."),
+    (
+        "text_model.embeddings.position_embedding.weight",
+        "positional_embedding",
+    ),
+    ("text_model.encoder.layers.", "transformer.resblocks."),
+    ("text_model.final_layer_norm.", "ln_final."),
+    ("text_projection.weight", "text_projection"),
+    (".layer_norm1.", ".ln_1."),
+    (".layer_norm2.", ".ln_2."),
+    (".self_attn.qkv_proj.weight", ".attn.in_proj_weight"),
+    (".self_attn.qkv_proj.bias", ".attn.in_proj_bias"),
+    (".self_attn.out_proj.", ".attn.out_proj."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+];
+
+/// open_clip stores the two projections as `x @ proj` matrices, `[in, out]` like the model.
+const OPEN_CLIP_UNTRANSPOSED: &[&str] = &["visual.proj", "text_projection"];
+
 /// One parameter of the model and the checkpoint tensors that hold it.
 #[derive(Debug, Clone)]
 pub struct ParamEntry {
@@ -44,12 +87,14 @@ pub struct ParamEntry {
     pub tensors: Vec<String>,
     /// How each of those tensors is laid out relative to its share of the parameter.
     pub layout: Layout,
+    /// A linear layer's weight (or the patch convolution's).
+    matrix: bool,
 }
 
 impl ParamEntry {
     /// A weight matrix of a linear layer or the patch convolution (these take weight decay).
     pub fn is_matrix(&self) -> bool {
-        matches!(self.layout, Layout::Transposed | Layout::Conv { .. })
+        self.matrix
     }
 
     /// The number of values.
@@ -111,8 +156,14 @@ pub struct ParamTable {
 }
 
 impl ParamTable {
-    /// The table of `model`, built with `config` (for the patch convolution's shape).
+    /// The table of `model` under Hugging Face names, built with `config` (for the patch
+    /// convolution's shape).
     pub fn new(model: &ClipModel, config: &ClipConfig) -> Self {
+        Self::for_family(model, config, Family::Clip)
+    }
+
+    /// The table of `model` under the names of `family`'s checkpoints.
+    pub fn for_family(model: &ClipModel, config: &ClipConfig, family: Family) -> Self {
         let mut walk = Walk {
             path: Vec::new(),
             containers: Vec::new(),
@@ -121,6 +172,7 @@ impl ParamTable {
                 channels: config.vision.num_channels,
                 patch: config.vision.patch_size,
             },
+            family,
         };
         model.visit(&mut walk);
         Self {
@@ -182,6 +234,7 @@ struct Walk {
     containers: Vec<String>,
     entries: Vec<ParamEntry>,
     conv: Layout,
+    family: Family,
 }
 
 impl ModuleVisitor for Walk {
@@ -215,14 +268,29 @@ impl ModuleVisitor for Walk {
             },
             None => vec![field.to_string()],
         };
-        let layout = if tensors[0] == LOGIT_SCALE {
+        let matrix = container == "Struct:Linear" && field == "weight";
+        let mut layout = if tensors[0] == LOGIT_SCALE {
             Layout::Scalar
         } else if tensors[0].ends_with(PATCH_CONV) {
             self.conv
-        } else if container == "Struct:Linear" && field == "weight" {
+        } else if matrix {
             Layout::Transposed
         } else {
             Layout::AsIs
+        };
+        let tensors = match self.family {
+            Family::Clip => tensors,
+            Family::OpenClip => {
+                let name = OPEN_CLIP_NAMES
+                    .iter()
+                    .fold(join(modules, &[field]), |name, (hf, ours)| {
+                        name.replacen(hf, ours, 1)
+                    });
+                if OPEN_CLIP_UNTRANSPOSED.contains(&name.as_str()) {
+                    layout = Layout::AsIs;
+                }
+                vec![name]
+            }
         };
         self.entries.push(ParamEntry {
             id: param.id,
@@ -230,6 +298,7 @@ impl ModuleVisitor for Walk {
             shape: param.lazy_shape().as_slice().to_vec(),
             tensors,
             layout,
+            matrix,
         });
     }
 }

@@ -185,6 +185,14 @@ test('with WebGPU (SwiftShader): matches the reference within 1e-3', { timeout: 
     const diff = maxAbsDiff(e, reference.image_embeds[i]);
     assert.ok(diff <= 1e-3, `image ${i}: max abs diff ${diff}`);
   });
+  // A second model on WebGPU in the same page, after the first is disposed and while another
+  // is alive: both share the page's one WebGPU device.
+  await page.evaluate(() => window.clip.dispose());
+  const again = await load(page, server.url + MODEL, { device: 'webgpu' });
+  assert.equal(again.device, 'webgpu', again.message);
+  checkTexts(again, 1e-3);
+  const other = await load(page, server.url + '/tests/fixtures/models/tiny-quickgelu/', { device: 'webgpu' });
+  assert.equal(other.device, 'webgpu', other.message);
 });
 
 test('inside a Web Worker: loads, embeds texts and image Blobs, matches the reference', { timeout: 120_000 }, async () => {

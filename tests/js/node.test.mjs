@@ -12,6 +12,13 @@ const fixtures = new URL('../fixtures/', import.meta.url);
 const modelUrl = (name, file) => new URL(`models/${name}/${file}`, fixtures);
 
 async function files(name) {
+  if (name.includes('open-clip')) {
+    return {
+      config: await readFile(modelUrl(name, 'open_clip_config.json'), 'utf8'),
+      weights: await readFile(modelUrl(name, 'open_clip_model.safetensors')),
+      tokenizer: await readFile(modelUrl(name, 'tokenizer.json')),
+    };
+  }
   return {
     config: await readFile(modelUrl(name, 'config.json'), 'utf8'),
     weights: await readFile(modelUrl(name, 'model.safetensors')),
@@ -25,8 +32,9 @@ function maxAbsDiff(a, b) {
   return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 }
 
-for (const name of ['tiny-quickgelu', 'tiny-gelu-fp16']) {
-  test(`${name}: text and image embeddings match transformers within 1e-4`, async () => {
+// Hugging Face directories against transformers, open_clip's layout against open_clip.
+for (const name of ['tiny-quickgelu', 'tiny-gelu-fp16', 'tiny-open-clip']) {
+  test(`${name}: text and image embeddings match the reference within 1e-4`, async () => {
     const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
     const clip = await Clip.fromFiles(await files(name), { device: 'auto' });
     try {
@@ -164,6 +172,26 @@ test('fromPretrained in Node: a Hub id on a mirror, a gzip transfer whose Conten
       if (i) assert.ok(e.loaded >= progress[i - 1].loaded);
     });
     assert.deepEqual(progress.at(-1), { file: 'model.safetensors', loaded: weights.length, total: weights.length });
+  } finally {
+    await server.close();
+  }
+});
+
+test('fromPretrained on open_clip\'s hub layout: no config.json, so open_clip_config.json and open_clip_model.safetensors', async () => {
+  const name = 'tiny-open-clip';
+  const server = await serveStatic(fileURLToPath(new URL(`models/${name}/`, fixtures)));
+  try {
+    const events = [];
+    const clip = await Clip.fromPretrained(`${server.url}/`, { onProgress: (e) => events.push(e) });
+    try {
+      const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
+      const texts = await clip.embedTexts(reference.texts);
+      texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `text ${i}`));
+      const files = new Set(events.map((e) => e.file));
+      assert.ok(files.has('open_clip_config.json') && files.has('open_clip_model.safetensors'), [...files].join());
+    } finally {
+      clip.dispose();
+    }
   } finally {
     await server.close();
   }

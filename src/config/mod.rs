@@ -1,5 +1,5 @@
 //! Model and preprocessing configuration, read from a Hugging Face `config.json` and
-//! `preprocessor_config.json`.
+//! `preprocessor_config.json`, or from open_clip's `open_clip_config.json` ([`open_clip`]).
 //!
 //! Fields that `transformers` gives a default (`CLIPTextConfig`, `CLIPVisionConfig`) take the same
 //! default here, so any directory that `CLIPModel.from_pretrained` loads is read the same way. The
@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+pub mod open_clip;
 
 /// The nonlinearity inside each MLP block, under its `hidden_act` names in `transformers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,10 @@ pub struct TextConfig {
     pub bos_token_id: u32,
     pub eos_token_id: u32,
     pub pad_token_id: u32,
+    /// Pool at the highest token id whatever `eos_token_id` is (open_clip's rule); not a
+    /// `config.json` field.
+    #[serde(skip)]
+    pub argmax_pooling: bool,
 }
 
 /// The ViT image tower (`vision_config`; absent fields take `CLIPVisionConfig`'s defaults).
@@ -94,6 +100,7 @@ impl Default for TextConfig {
             bos_token_id: 49406,
             eos_token_id: 49407,
             pad_token_id: 1,
+            argmax_pooling: false,
         }
     }
 }
@@ -117,7 +124,10 @@ impl Default for VisionConfig {
 
 /// Parse JSON text into `T` with errors that name the field (`text_config.hidden_size`). Null
 /// values count as absent, as `transformers` treats them.
-fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &'static str) -> Result<(T, Value)> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &'static str,
+) -> Result<(T, Value)> {
     let invalid = |message: String| Error::Config { file, message };
     let mut value: Value =
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
@@ -150,10 +160,10 @@ fn strip_nulls(value: &mut Value) {
 }
 
 impl TextConfig {
-    /// How the pooled token is chosen: old OpenAI exports (`eos_token_id == 2`) pool at the
-    /// highest token id, newer ones at the first `eos_token_id`.
+    /// How the pooled token is chosen: open_clip and old OpenAI exports (`eos_token_id == 2`)
+    /// pool at the highest token id, newer ones at the first `eos_token_id`.
     pub fn pools_at_argmax(&self) -> bool {
-        self.eos_token_id == 2
+        self.argmax_pooling || self.eos_token_id == 2
     }
 }
 
@@ -640,6 +650,41 @@ pub const SIZE_LIMITS: SizeLimits = SizeLimits {
     image_side: 4096,
     parameters: 20_000_000_000,
 };
+
+/// Which layout a model directory follows, told by its config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A Hugging Face `CLIPModel`: `config.json`, `model.safetensors`.
+    Clip,
+    /// open_clip's hub layout: `open_clip_config.json`, `open_clip_model.safetensors`.
+    OpenClip,
+}
+
+impl Family {
+    /// The family of a config file's text: open_clip's has a `model_cfg` section.
+    pub fn detect(config: &str) -> Self {
+        match serde_json::from_str::<Value>(config) {
+            Ok(value) if value.get("model_cfg").is_some() => Family::OpenClip,
+            _ => Family::Clip,
+        }
+    }
+
+    /// The config file's name.
+    pub fn config_file(self) -> &'static str {
+        match self {
+            Family::Clip => CONFIG,
+            Family::OpenClip => open_clip::CONFIG,
+        }
+    }
+
+    /// The weights file's name.
+    pub fn weights_file(self) -> &'static str {
+        match self {
+            Family::Clip => "model.safetensors",
+            Family::OpenClip => "open_clip_model.safetensors",
+        }
+    }
+}
 
 const CONFIG: &str = "config.json";
 const PREPROCESSOR: &str = "preprocessor_config.json";
