@@ -509,14 +509,16 @@ export class Clip {
       readSmallFile(base, 'tokenizer.json', context),
       readSmallFile(base, 'preprocessor_config.json', context, true),
     ]);
-    // No config.json: open_clip's hub layout (its config holds the preprocessing).
-    const openClip = hfConfig === null;
-    const config = hfConfig ?? await readSmallFile(base, 'open_clip_config.json', context, true);
+    // A Hugging Face CLIP config.json first; else open_clip's hub layout (its config holds
+    // the preprocessing), also where config.json is another library's (timm's).
+    const decoder = new TextDecoder();
+    const isClip = hfConfig !== null && callSync(() => bindings.configFamily(decoder.decode(hfConfig))) === 'clip';
+    const openClipConfig = isClip ? null : await readSmallFile(base, 'open_clip_config.json', context, true);
+    const config = openClipConfig ?? hfConfig;
     if (config === null) {
       throw new WebclipError('E_FETCH', `${base} has neither config.json nor open_clip_config.json (HTTP 404)`);
     }
-    const weightsFile = openClip ? 'open_clip_model.safetensors' : 'model.safetensors';
-    const decoder = new TextDecoder();
+    const weightsFile = openClipConfig ? 'open_clip_model.safetensors' : 'model.safetensors';
     const files = { config: decoder.decode(config), tokenizer, preprocessor: preprocessor && decoder.decode(preprocessor) };
     const { inner, reason } = await streamWeights(base, weightsFile, () => createLoader(device, files, undefined), context);
     if (context.cache) {

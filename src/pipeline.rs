@@ -137,15 +137,22 @@ pub struct ModelDir {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl ModelDir {
-    /// Read `config.json`, `tokenizer.json` and, if present, `preprocessor_config.json`.
+    /// Read the config (`config.json` if it is a CLIP config, else `open_clip_config.json`),
+    /// `tokenizer.json` and, if present, `preprocessor_config.json`.
     pub fn read(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::read_with_tokenizer(dir, None)
+    }
+
+    /// [`ModelDir::read`] with the tokenizer from `tokenizer` instead of the directory's (open_clip
+    /// repos often have none).
+    pub fn read_with_tokenizer(
+        dir: impl AsRef<std::path::Path>,
+        tokenizer: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|e| Error::io(path, e))
-        };
+        let read = |path: std::path::PathBuf| std::fs::read(&path).map_err(|e| Error::io(path, e));
         let text = |name: &str| {
-            read(name).and_then(|bytes| {
+            read(dir.join(name)).and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| Error::Config {
                     file: "config",
                     message: format!("{name} is not UTF-8 text"),
@@ -159,18 +166,20 @@ impl ModelDir {
             }
             Err(e) => Err(e),
         };
-        // A Hugging Face config first (some open_clip repos carry both layouts).
+        // A Hugging Face CLIP config first (some open_clip repos carry both layouts); timm's
+        // config.json beside an open_clip checkpoint is not one.
         let config = match optional(Family::Clip.config_file())? {
-            Some(config) => config,
-            None => match optional(Family::OpenClip.config_file())? {
-                Some(config) => config,
-                None => text(Family::Clip.config_file())?,
+            Some(hf) if Family::recognize(&hf) == Some(Family::Clip) => hf,
+            hf => match (optional(Family::OpenClip.config_file())?, hf) {
+                (Some(open_clip), _) => open_clip,
+                (None, Some(hf)) => hf,
+                (None, None) => text(Family::Clip.config_file())?,
             },
         };
         Ok(Self {
             preprocessor: optional("preprocessor_config.json")?,
             config,
-            tokenizer: read("tokenizer.json")?,
+            tokenizer: read(tokenizer.map_or_else(|| dir.join("tokenizer.json"), Into::into))?,
             dir,
         })
     }
@@ -182,6 +191,33 @@ impl ModelDir {
             tokenizer: &self.tokenizer,
             preprocessor: self.preprocessor.as_deref(),
         }
+    }
+
+    /// Load the model and parse the small files, the weights (`model.safetensors` or
+    /// `open_clip_model.safetensors`) streamed from disk in chunks.
+    pub fn load(&self, device: &Device) -> Result<(ClipModel, ParsedFiles)> {
+        use std::io::Read;
+
+        let family = Family::detect(&self.config);
+        let weights_path = self.dir.join(family.weights_file());
+        let mut file =
+            std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&weights_path, e))?
+            .len();
+        let mut loader = ClipLoader::new(self.files(), device, Some(len))?;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut chunk)
+                .map_err(|e| Error::io(&weights_path, e))?;
+            if n == 0 {
+                break;
+            }
+            loader.push_weights(&chunk[..n])?;
+        }
+        loader.finish_model()
     }
 }
 
@@ -235,35 +271,13 @@ impl ClipLoader {
     }
 }
 
-/// Load a Hugging Face CLIP directory's model and small files, the weights streamed from
-/// `model.safetensors` in chunks.
+/// Load a model directory's model and small files ([`ModelDir::load`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir_parts(
     dir: impl AsRef<std::path::Path>,
     device: &Device,
 ) -> Result<(ClipModel, ParsedFiles)> {
-    use std::io::Read;
-
-    let model_dir = ModelDir::read(dir)?;
-    let family = Family::detect(&model_dir.config);
-    let weights_path = model_dir.dir.join(family.weights_file());
-    let mut file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(&weights_path, e))?
-        .len();
-    let mut loader = ClipLoader::new(model_dir.files(), device, Some(len))?;
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut chunk)
-            .map_err(|e| Error::io(&weights_path, e))?;
-        if n == 0 {
-            break;
-        }
-        loader.push_weights(&chunk[..n])?;
-    }
-    loader.finish_model()
+    ModelDir::read(dir)?.load(device)
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
@@ -300,11 +314,18 @@ impl Clip {
         })
     }
 
-    /// Load a Hugging Face CLIP directory (`config.json`, `model.safetensors`,
-    /// `tokenizer.json`, optional `preprocessor_config.json`).
+    /// Load a model directory: Hugging Face CLIP (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`, optional `preprocessor_config.json`) or open_clip's hub layout
+    /// (`open_clip_config.json`, `open_clip_model.safetensors`, `tokenizer.json`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
-        let (model, files) = load_dir_parts(dir, device)?;
+        Self::load_model_dir(&ModelDir::read(dir)?, device)
+    }
+
+    /// Load from a [`ModelDir`] already read (e.g. with a tokenizer from elsewhere).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_model_dir(model_dir: &ModelDir, device: &Device) -> Result<Self> {
+        let (model, files) = model_dir.load(device)?;
         block_on(Self::from_parts(
             model,
             files.config,

@@ -9,6 +9,7 @@ use js_sys::{Array, Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::config::Family;
 use crate::error::Error;
 use crate::image::{ImageLimits, RgbImage};
 use crate::pipeline::{Backend, Clip, ClipLoader, ModelFiles};
@@ -57,6 +58,18 @@ pub fn set_panic_handler(handler: js_sys::Function) {
             }
         });
     }));
+}
+
+/// Which layout a config file's text belongs to ([`Family::recognize`]): `"clip"` (Hugging
+/// Face), `"open_clip"`, or `""` (neither), so that the JS wrapper knows which files to fetch.
+#[wasm_bindgen(js_name = configFamily)]
+pub fn config_family(text: &str) -> String {
+    match Family::recognize(text) {
+        Some(Family::Clip) => "clip",
+        Some(Family::OpenClip) => "open_clip",
+        None => "",
+    }
+    .into()
 }
 
 /// The prompt template `classify` uses when none is given.

@@ -374,3 +374,45 @@ fn out_of_range_values_are_input_errors() {
         assert!(stderr.contains("E_INPUT"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn open_clip_directories_load_with_a_timm_config_beside_and_a_tokenizer_from_elsewhere() {
+    // As in timm's hub repos: a config.json that is not a CLIP config next to open_clip's
+    // files, and no tokenizer.json (passed with --tokenizer).
+    let source = model_dir("tiny-open-clip");
+    let dir = scratch("open-clip-timm");
+    for name in ["open_clip_config.json", "open_clip_model.safetensors"] {
+        std::fs::copy(source.join(name), dir.join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"architecture": "vit_base_patch32_clip_224", "num_classes": 512}"#,
+    )
+    .unwrap();
+    let reference = read_json(source.join("reference.json"));
+    let text = reference["texts"][0].as_str().unwrap();
+    let dir_arg = dir.display().to_string();
+    let (ok, _, stderr) = webclip(&["embed", "--model", &dir_arg, "--text", text]);
+    assert!(
+        !ok && stderr.contains("E_IO") && stderr.contains("tokenizer.json"),
+        "{stderr}"
+    );
+    let tokenizer = fixtures().join("tokenizer").join("tokenizer.json");
+    let tokenizer = tokenizer.display().to_string();
+    let (ok, json, stderr) = webclip(&[
+        "embed",
+        "--model",
+        &dir_arg,
+        "--tokenizer",
+        &tokenizer,
+        "--text",
+        text,
+    ]);
+    assert!(ok, "{stderr}");
+    assert_embeddings_close(
+        "open_clip via the CLI",
+        &rows(&json["text_embeds"]),
+        &rows(&reference["text_embeds"])[..1],
+        1e-4,
+    );
+}

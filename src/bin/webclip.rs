@@ -32,18 +32,26 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// A Hugging Face CLIP directory (config.json, model.safetensors, tokenizer.json).
+    /// A model directory: Hugging Face CLIP (config.json, model.safetensors, tokenizer.json) or
+    /// open_clip's hub layout (open_clip_config.json, open_clip_model.safetensors).
     #[arg(long)]
     model: PathBuf,
+    /// A tokenizer.json to use instead of the directory's (open_clip repos often have none).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
 
 impl ModelArgs {
+    fn dir(&self) -> Result<ModelDir, Error> {
+        ModelDir::read_with_tokenizer(&self.model, self.tokenizer.as_deref())
+    }
+
     fn load(&self) -> Result<Clip, Error> {
         let device = Backend::parse(&self.device)?.device()?;
-        Clip::load_dir(&self.model, &device)
+        Clip::load_model_dir(&self.dir()?, &device)
     }
 }
 
@@ -173,8 +181,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             )?)
         }
         Command::Tokenize { model, text } => {
-            let files = ModelDir::read(&model.model)?;
-            let tokenizer = files.files().parse()?.tokenizer;
+            let tokenizer = model.dir()?.files().parse()?.tokenizer;
             json!({"input_ids": tokenizer.encode_batch(&text)?})
         }
         Command::Bench {
@@ -230,8 +237,7 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             json!({"written": write_scenes(&out, count, size, seed, split)?})
         }
         Command::Preprocess { model, image } => {
-            let files = ModelDir::read(&model.model)?;
-            let config = files.files().parse()?.preprocess;
+            let config = model.dir()?.files().parse()?.preprocess;
             let (pixel_values, [c, h, w]) = preprocess(&read_image(&image)?, &config)?;
             json!({"shape": [1, c, h, w], "pixel_values": pixel_values})
         }

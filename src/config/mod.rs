@@ -661,12 +661,24 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family of a config file's text: open_clip's has a `model_cfg` section.
-    pub fn detect(config: &str) -> Self {
-        match serde_json::from_str::<Value>(config) {
-            Ok(value) if value.get("model_cfg").is_some() => Family::OpenClip,
-            _ => Family::Clip,
+    /// The family a config file's text belongs to, if it is one of ours: open_clip's has a
+    /// `model_cfg` section, a Hugging Face CLIP config has `text_config` or `model_type` "clip"
+    /// (other `config.json` files, e.g. timm's beside an open_clip checkpoint, are neither).
+    pub fn recognize(config: &str) -> Option<Self> {
+        let value = serde_json::from_str::<Value>(config).ok()?;
+        if value.get("model_cfg").is_some() {
+            Some(Family::OpenClip)
+        } else if value.get("text_config").is_some() || value["model_type"] == "clip" {
+            Some(Family::Clip)
+        } else {
+            None
         }
+    }
+
+    /// The family to read a config file as: [`Family::recognize`]'s, else Hugging Face (whose
+    /// reader then says what is wrong with it).
+    pub fn detect(config: &str) -> Self {
+        Self::recognize(config).unwrap_or(Family::Clip)
     }
 
     /// The config file's name.

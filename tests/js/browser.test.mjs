@@ -195,6 +195,19 @@ test('with WebGPU (SwiftShader): matches the reference within 1e-3', { timeout: 
   assert.equal(other.device, 'webgpu', other.message);
 });
 
+test('open_clip\'s hub layout by URL: open_clip_config.json and open_clip_model.safetensors, matches open_clip', { timeout: 120_000 }, async () => {
+  const openClip = JSON.parse(await readFile(join(root, 'tests/fixtures/models/tiny-open-clip/reference.json'), 'utf8'));
+  assert.deepEqual(openClip.texts, reference.texts, 'both fixtures embed the same texts');
+  const page = await openPage({ webgpu: false });
+  const result = await load(page, server.url + '/tests/fixtures/models/tiny-open-clip/', { device: 'cpu' });
+  assert.equal(result.error, undefined, result.message);
+  assert.ok(result.events.some((e) => e.file === 'open_clip_model.safetensors'));
+  result.texts.forEach((t, i) => {
+    const diff = maxAbsDiff(t, openClip.text_embeds[i]);
+    assert.ok(diff <= 1e-4, `text ${i}: max abs diff ${diff}`);
+  });
+});
+
 test('inside a Web Worker: loads, embeds texts and image Blobs, matches the reference', { timeout: 120_000 }, async () => {
   const page = await openPage({ webgpu: false });
   const result = await page.evaluate(async ({ base, texts, files }) => {

@@ -177,20 +177,35 @@ test('fromPretrained in Node: a Hub id on a mirror, a gzip transfer whose Conten
   }
 });
 
-test('fromPretrained on open_clip\'s hub layout: no config.json, so open_clip_config.json and open_clip_model.safetensors', async () => {
+test('fromPretrained on open_clip\'s hub layout: without config.json, and beside timm\'s config.json', async () => {
   const name = 'tiny-open-clip';
-  const server = await serveStatic(fileURLToPath(new URL(`models/${name}/`, fixtures)));
+  const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
+  // /timm/ serves the same directory with a config.json that is not a CLIP config.
+  const server = await serveStatic(fileURLToPath(new URL(`models/${name}/`, fixtures)), {
+    route: async (req, res, path) => {
+      if (path === '/timm/config.json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"architecture": "vit_base_patch32_clip_224", "num_classes": 512}');
+        return true;
+      }
+      if (!path.startsWith('/timm/')) return false;
+      res.writeHead(302, { location: path.slice('/timm'.length) });
+      res.end();
+      return true;
+    },
+  });
   try {
-    const events = [];
-    const clip = await Clip.fromPretrained(`${server.url}/`, { onProgress: (e) => events.push(e) });
-    try {
-      const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
-      const texts = await clip.embedTexts(reference.texts);
-      texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `text ${i}`));
-      const files = new Set(events.map((e) => e.file));
-      assert.ok(files.has('open_clip_config.json') && files.has('open_clip_model.safetensors'), [...files].join());
-    } finally {
-      clip.dispose();
+    for (const base of [`${server.url}/`, `${server.url}/timm/`]) {
+      const events = [];
+      const clip = await Clip.fromPretrained(base, { onProgress: (e) => events.push(e) });
+      try {
+        const texts = await clip.embedTexts(reference.texts);
+        texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `${base}: text ${i}`));
+        const files = new Set(events.map((e) => e.file));
+        assert.ok(files.has('open_clip_config.json') && files.has('open_clip_model.safetensors'), [...files].join());
+      } finally {
+        clip.dispose();
+      }
     }
   } finally {
     await server.close();
