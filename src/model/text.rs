@@ -31,8 +31,12 @@ pub struct TextEmbeddings {
 pub struct TokenBatch {
     /// `[batch, seq]` token ids; padding positions hold `pad_token_id`.
     pub ids: Tensor<2, Int>,
-    /// `[batch, heads, seq, seq]`, true at padding keys; `None` when nothing is padded.
+    /// `[batch, 1, seq, seq]`, true at keys a query must not see: padding, and with
+    /// `causal_in_mask` also later positions; `None` when nothing is padded.
     pub padding_mask: Option<Tensor<4, Bool>>,
+    /// The mask holds the causal rule too (fixed shapes, for GPU devices: burn's attention
+    /// would otherwise build a causal mask in every layer).
+    pub causal_in_mask: bool,
     /// Flat index `b * seq + position` of the token each sequence is pooled at.
     pub pool_index: Tensor<1, Int>,
 }
@@ -44,9 +48,9 @@ impl TokenBatch {
     }
 
     /// Like [`TokenBatch::new`], padded to a fixed `[batch, seq]` shape (rows past the
-    /// sequences repeat the last one; the padding mask is always present), so that a backend
-    /// that compiles kernels per input shape reuses them for every batch of this shape. The
-    /// first `sequences.len()` rows of the output are the sequences' embeddings.
+    /// sequences repeat the last one; the mask is always present and holds the causal rule),
+    /// so that a backend that compiles kernels per input shape reuses them for every batch of
+    /// this shape. The first `sequences.len()` rows of the output are the sequences' embeddings.
     pub fn with_shape(
         sequences: &[Vec<u32>],
         config: &TextConfig,
@@ -103,20 +107,23 @@ impl TokenBatch {
             ));
             pool.push((b * seq + pool_position(tokens, config)) as i64);
         }
-        let padded = shape.is_some() || sequences.iter().any(|s| s.len() < seq);
+        let causal_in_mask = shape.is_some();
+        let padded = causal_in_mask || sequences.iter().any(|s| s.len() < seq);
         let padding_mask = padded.then(|| {
-            let heads = 1;
-            let mut mask = Vec::with_capacity(batch * heads * seq * seq);
+            let mut mask = Vec::with_capacity(batch * seq * seq);
             for tokens in &sequences {
-                for _query in 0..seq {
-                    mask.extend((0..seq).map(|key| key >= tokens.len()));
+                for query in 0..seq {
+                    let hidden =
+                        |key: usize| key >= tokens.len() || (causal_in_mask && key > query);
+                    mask.extend((0..seq).map(hidden));
                 }
             }
-            Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, heads, seq, seq]), device)
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, seq]), device)
         });
         Ok(Self {
             ids: Tensor::from_data(TensorData::new(ids, [batch, seq]), device),
             padding_mask,
+            causal_in_mask,
             pool_index: Tensor::from_data(TensorData::new(pool, [batch]), device),
         })
     }
@@ -171,7 +178,7 @@ impl TextTransformer {
                 .map_or(1, |l| l.self_attn.num_heads);
             m.expand([size, heads, seq, seq])
         });
-        let x = self.encoder.forward(x, mask, true);
+        let x = self.encoder.forward(x, mask, !batch.causal_in_mask);
         let x = self.final_layer_norm.forward(x);
         x.reshape([size * seq, hidden])
             .select(0, batch.pool_index.clone())
