@@ -101,7 +101,7 @@ function explain(error, url) {
     case 'E_TRUNCATED':
       return `The download was cut short, so the model was not loaded (nothing was cached). Try again. (${detail})`;
     case 'E_FORMAT': case 'E_CONFIG': case 'E_SHAPE': case 'E_TOKENIZER':
-      return `The files at ${url} are not a CLIP model in the Hugging Face layout that webclip reads. (${detail})`;
+      return `The files at ${url} are not a CLIP model in a layout that webclip reads (Hugging Face CLIP or open_clip). (${detail})`;
     case 'E_BACKEND':
       return `This browser could not run the model on the chosen device; try "auto" or "CPU". (${detail})`;
     case 'E_ABORTED':
