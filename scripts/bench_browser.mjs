@@ -140,16 +140,7 @@ async function measure(device) {
         };
         if (adapter.fallback && skipSoftware) return { adapter, skipped: true };
       }
-      T.env.allowRemoteModels = false;
-      T.env.allowLocalModels = true;
-      T.env.localModelPath = '/bench/models/';
-      T.env.backends.onnx.wasm.wasmPaths = '/bench/node_modules/onnxruntime-web/dist/';
-
-      const canvas = new OffscreenCanvas(128, 128);
-      const g = canvas.getContext('2d');
-      g.fillStyle = '#888'; g.fillRect(0, 0, 128, 128); g.fillStyle = '#d22'; g.fillRect(30, 30, 60, 60);
-      const pixels = g.getImageData(0, 0, 128, 128);
-      const raw = new T.RawImage(pixels.data, 128, 128, 4);
+      const { pixels, raw } = window.benchSetup();
       // A different caption for every call (webclip caches the embeddings of texts it has seen), cut
       // to the model's context by both libraries.
       const captions = [];
@@ -225,8 +216,7 @@ async function measure(device) {
 
 /**
  * Dispatches of one image and one text forward of the deeper model after warm-up, for both
- * libraries, in a page of its own (webclip cannot start a second WebGPU model in a page, even
- * after disposing the first: "A server is still registered for device").
+ * libraries, in a page of its own (so the first model's pipelines and memory are not counted).
  */
 async function countDeeper() {
   const browser = await launchChromium({ webgpu: true });
@@ -237,15 +227,7 @@ async function countDeeper() {
     await page.waitForFunction(() => window.ready === true);
     return await page.evaluate(async ({ id }) => {
       const { transformers: T, Clip } = window;
-      T.env.allowRemoteModels = false;
-      T.env.allowLocalModels = true;
-      T.env.localModelPath = '/bench/models/';
-      T.env.backends.onnx.wasm.wasmPaths = '/bench/node_modules/onnxruntime-web/dist/';
-      const canvas = new OffscreenCanvas(128, 128);
-      const g = canvas.getContext('2d');
-      g.fillStyle = '#888'; g.fillRect(0, 0, 128, 128); g.fillStyle = '#d22'; g.fillRect(30, 30, 60, 60);
-      const pixels = g.getImageData(0, 0, 128, 128);
-      const raw = new T.RawImage(pixels.data, 128, 128, 4);
+      const { pixels, raw } = window.benchSetup();
       let texts = 0;
       const caption = () => `a small red circle on the left ${texts++}`;
       const clip = await Clip.fromPretrained(`/bench/models/${id}/`, { device: 'webgpu', cache: false });

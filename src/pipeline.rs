@@ -271,15 +271,6 @@ impl ClipLoader {
     }
 }
 
-/// Load a model directory's model and small files ([`ModelDir::load`]).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir_parts(
-    dir: impl AsRef<std::path::Path>,
-    device: &Device,
-) -> Result<(ClipModel, ParsedFiles)> {
-    ModelDir::read(dir)?.load(device)
-}
-
 /// A loaded CLIP model with its tokenizer and preprocessing.
 pub struct Clip {
     model: ClipModel,

@@ -348,9 +348,10 @@ fn check_plain(section: &str, other: &Map<String, Value>) -> Result<()> {
         "model_cfg" => format!("model_cfg.{key}"),
         _ => format!("model_cfg.{section}.{key}"),
     };
-    for (s, key, plain, what) in ARCHITECTURE_OPTIONS {
+    let options = ARCHITECTURE_OPTIONS.iter().filter(|o| o.0 == section);
+    for (_, key, plain, what) in options {
         match other.get(*key) {
-            Some(value) if *s == section && !value.is_null() && value != plain => {
+            Some(value) if !value.is_null() && value != plain => {
                 return Err(Error::Config {
                     file: CONFIG,
                     message: format!("`{}`: {what} is not supported", field(key)),
@@ -359,9 +360,9 @@ fn check_plain(section: &str, other: &Map<String, Value>) -> Result<()> {
             _ => {}
         }
     }
-    for (s, key, expected) in FIXED_CHOICES {
+    for (_, key, expected) in FIXED_CHOICES.iter().filter(|c| c.0 == section) {
         match other.get(*key) {
-            Some(value) if *s == section && value.as_str() != Some(expected) => {
+            Some(value) if value.as_str() != Some(expected) => {
                 return Err(Error::Config {
                     file: CONFIG,
                     message: format!(

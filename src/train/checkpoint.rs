@@ -20,7 +20,7 @@ use super::optim::{AdamW, AdamWConfig};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::model::ClipModel;
-use crate::pipeline::load_dir_parts;
+use crate::pipeline::ModelDir;
 use crate::weights::safetensors::{decode_f32, serialize, Header};
 use crate::weights::ParamTable;
 
@@ -322,7 +322,8 @@ pub fn read(checkpoint: &Resolved, optimizer: AdamWConfig, device: &Device) -> R
         ))));
     }
 
-    let (model, files) = load_dir_parts(dir, &device.clone().autodiff())?;
+    let model_dir = ModelDir::read(dir)?;
+    let (model, files) = model_dir.load(&device.clone().autodiff())?;
     let model = trainable(model);
     let mut optimizer = AdamW::new(optimizer, ParamTable::new(&model, &files.config));
 
@@ -347,12 +348,11 @@ pub fn read(checkpoint: &Resolved, optimizer: AdamWConfig, device: &Device) -> R
         .restore(state.step, moments, device)
         .map_err(in_file(OPTIMIZER_FILE))?;
 
-    let tokenizer = read("tokenizer.json")?;
     Ok(Resumed {
         model,
         optimizer,
         config: files.config,
-        tokenizer_json: String::from_utf8_lossy(&tokenizer).into_owned(),
+        tokenizer_json: String::from_utf8_lossy(&model_dir.tokenizer).into_owned(),
         state,
     })
 }

@@ -187,8 +187,8 @@ impl TrainData {
         }
     }
 
-    /// Draw `count` training pairs from `pairs` (a data directory's training split; ignored for
-    /// synthetic data): see [`draw_pairs`].
+    /// Draw `count` training pairs: hard-negative groups of synthetic scenes, or random pairs of
+    /// `pairs` (a data directory's training split).
     pub fn draw(
         &self,
         pairs: &[&Pair],
@@ -197,7 +197,10 @@ impl TrainData {
         side: usize,
         unreadable: &mut usize,
     ) -> Result<Vec<(RgbImage, String)>> {
-        draw_pairs(pairs, rng, count, side, unreadable)
+        match self {
+            TrainData::Synthetic => Ok(draw_scenes(rng, count, side)),
+            TrainData::Captions(_) => draw_from_disk(pairs, rng, count, unreadable),
+        }
     }
 
     /// Evaluate `clip` as this data source defines it: zero-shot accuracy and recall on fresh
@@ -220,33 +223,35 @@ impl TrainData {
 /// The share of synthetic scenes drawn in a colour with no name, captioned without a colour.
 const UNNAMED_COLOUR_FRACTION: f32 = 0.4;
 
-/// Draw `count` training pairs: hard-negative groups of synthetic scenes, each rendered at 1-4x
-/// the model's resolution and preprocessed like any input image (so that the model sees the
-/// resampling of larger pictures, as in the demo); or random pairs of a data directory.
-fn draw_pairs(
+/// `count` scenes from hard-negative groups, each rendered at 1-4x the model's resolution and
+/// preprocessed like any input image (so that the model sees the resampling of larger pictures,
+/// as in the demo).
+fn draw_scenes(rng: &mut Rng, count: usize, side: usize) -> Vec<(RgbImage, String)> {
+    let mut scenes = Vec::with_capacity(count + 3);
+    while scenes.len() < count {
+        scenes.extend(Scene::group(rng, Split::Train));
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for scene in &scenes[..count] {
+        let scale = 1 + rng.below(4);
+        if rng.unit() < UNNAMED_COLOUR_FRACTION {
+            let image = scene.render_unnamed_colour(side * scale, rng);
+            pairs.push((image, scene.caption_without_colour()));
+        } else {
+            pairs.push((scene.render(side * scale, rng), scene.caption()));
+        }
+    }
+    pairs
+}
+
+/// `count` random pairs of `data`, their images read from disk.
+fn draw_from_disk(
     data: &[&Pair],
     rng: &mut Rng,
     count: usize,
-    side: usize,
     unreadable: &mut usize,
 ) -> Result<Vec<(RgbImage, String)>> {
     let mut pairs = Vec::with_capacity(count);
-    if data.is_empty() {
-        let mut scenes = Vec::with_capacity(count + 3);
-        while scenes.len() < count {
-            scenes.extend(Scene::group(rng, Split::Train));
-        }
-        for scene in &scenes[..count] {
-            let scale = 1 + rng.below(4);
-            if rng.unit() < UNNAMED_COLOUR_FRACTION {
-                let image = scene.render_unnamed_colour(side * scale, rng);
-                pairs.push((image, scene.caption_without_colour()));
-            } else {
-                pairs.push((scene.render(side * scale, rng), scene.caption()));
-            }
-        }
-        return Ok(pairs);
-    }
     while pairs.len() < count {
         let pair = data[rng.below(data.len())];
         match load_image(&pair.image) {

@@ -211,14 +211,10 @@ impl ParamTable {
             };
             let shape = entry.piece_shape();
             for (i, name) in entry.tensors.iter().enumerate() {
-                let piece = match entry.tensors.len() {
-                    1 => values.clone(),
-                    _ => entry.piece(values, i),
-                };
                 out.push(CheckpointTensor {
                     name: name.clone(),
                     shape: entry.tensor_shape(),
-                    values: entry.layout.to_hf(piece, &shape),
+                    values: entry.layout.to_hf(entry.piece(values, i), &shape),
                 });
             }
         }
