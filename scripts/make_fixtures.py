@@ -1111,6 +1111,25 @@ All reference numbers are computed in fp32 (`from_pretrained(dir, dtype=float32)
 checkpoints are upcast exactly as the Rust loader does), eager attention, one thread. Floats are
 rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
 
+## models/tiny-open-clip*, models/tiny-siglip*
+
+* `tiny-open-clip` (+ `-fp16`): open_clip's hub layout (`open_clip_config.json`,
+  `open_clip_model.safetensors`, `tokenizer.json`); `reference.json` from
+  `open_clip.create_model_from_pretrained('local-dir:...')`, its tokenizer and its transform
+  (ImageNet mean/std, torchvision's crop rounding) on the image files.
+* `tiny-siglip` (+ `-fp16`, which shares its tokenizer files through symlinks): transformers'
+  `SiglipModel` (`config.json` with SigLIP's defaults, `logit_scale` 2.3, `logit_bias` -2.5),
+  `spiece.model` (a unigram SentencePiece model trained on captions, laid out like SigLIP's:
+  `<pad>` 0, `</s>` 1, `<unk>` 2), the `tokenizer.json` converted from it (SiglipTokenizer's
+  clean-up as normalizers, `</s>` appended; its ids asserted equal to `SiglipTokenizer`'s) and a
+  `tokenizer_config.json` whose `pad_token` is `</s>`. `preprocessor_config.json`:
+  `SiglipImageProcessor`, an exact 32x32 resize, bicubic (fp32) or bilinear (fp16), mean/std 0.5.
+  `reference.json`: `input_ids` padded to the 16-token context (`padding="max_length"`), text
+  embeddings without an attention mask (as SigLIP was trained; `masked_text_max_diff` shows what a
+  mask would change), `pixel_values` from `SiglipImageProcessorPil` on the image files (asserted
+  equal to PIL's resize, whose pass order since Pillow 13 depends on the shape), image embeddings,
+  `logit_scale`, `logit_bias`, `logits_per_image` and `probs_per_image` (sigmoid).
+
 ## loss/
 
 * `cases.json` - `{{"note", "cases": [{{"name", "batch", "dim", "image_features", "text_features",
@@ -1288,6 +1307,199 @@ def make_open_clip_models() -> None:
         print(f"  {name}: {len(state)} tensors, max cos text {float(tsim[off_t].max()):.3f}, "
               f"image {float(isim[off_i].max()):.3f}")
 
+# --------------------------------------------------------------------------------------
+# J. SigLIP: transformers' SiglipModel, a SentencePiece unigram tokenizer, SiglipImageProcessor
+# --------------------------------------------------------------------------------------
+
+SIGLIP_CONTEXT = 16
+# Punctuation, case and runs of spaces, which SigLIP's tokenizer removes or folds.
+SIGLIP_TEXTS = MODEL_TEXTS + ["Hello,   World... (a RED circle!)", "a photo of a photo of a cat"]
+# Images of several aspect ratios: SigLIP resizes to the exact size, without a crop.
+SIGLIP_IMAGES = ["palette.png", "landscape.png", "portrait.png", "rgba.png"]
+
+
+def siglip_corpus() -> list[str]:
+    """Captions to train the tiny SentencePiece vocabulary on."""
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "grey"]
+    shapes = ["circle", "square", "triangle", "star", "cross", "ring", "cat", "dog", "photo"]
+    places = ["on the left", "on the right", "at the top", "at the bottom", "in the middle"]
+    lines = [f"a {size} {c} {s} {p}" for size in ["small", "big", "tiny"] for c in colours
+             for s in shapes for p in places]
+    return lines + [t.lower() for t in MODEL_TEXTS if t]
+
+
+def build_siglip_tokenizer(d: Path) -> tuple[Path, int]:
+    """spiece.model (a unigram SentencePiece model laid out like SigLIP's: <pad> 0, </s> 1,
+    <unk> 2, nmt_nfkc normalization) and the tokenizer.json a conversion of it gives, with the
+    clean-up of transformers' SiglipTokenizer (lower case, ASCII punctuation removed, runs of
+    whitespace folded) as normalizers and `</s>` appended."""
+    import io
+    import sentencepiece as spm
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(siglip_corpus()), model_writer=model, vocab_size=160,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        character_coverage=1.0, normalization_rule_name="nmt_nfkc", hard_vocab_limit=False,
+        num_threads=1, minloglevel=2)
+    spiece = d / "spiece.model"
+    spiece.write_bytes(model.getvalue())
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    vocab = [(p.piece, p.score) for p in proto.pieces]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    punctuation = "".join("\\" + c for c in __import__("string").punctuation)
+    tok.normalizer = normalizers.Sequence([
+        normalizers.Lowercase(),
+        normalizers.Replace(Regex(f"[{punctuation}]"), ""),
+        normalizers.Replace(Regex(r"\s+"), " "),
+        normalizers.Strip(),
+        normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+    ])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.save(str(d / "tokenizer.json"))
+    # SigLIP pads with </s> (not <pad>): only tokenizer_config.json says so.
+    write_json(d / "tokenizer_config.json", {
+        "tokenizer_class": "SiglipTokenizer", "model_max_length": SIGLIP_CONTEXT,
+        "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>", "do_lower_case": True,
+    }, indent=2)
+    return spiece, len(vocab)
+
+
+def init_siglip_weights(model: torch.nn.Module, seed: int) -> None:
+    """As init_weights (LayerNorms perturbed, gains on linear and conv weights), with a
+    non-default logit_scale and logit_bias."""
+    g = torch.Generator().manual_seed(seed)
+    ln_params = {f"{n}.{w}" for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)
+                 for w in ("weight", "bias")}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            n = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name == "logit_scale":
+                p.fill_(2.3)
+            elif name == "logit_bias":
+                p.fill_(-2.5)
+            elif name in ln_params:
+                p.copy_(1.0 + 0.1 * n if name.endswith("weight") else 0.1 * n)
+            elif name.endswith("bias"):
+                p.copy_(0.1 * n)
+            elif "embedding" in name and p.dim() != 4 or name.endswith("probe"):
+                p.copy_(0.5 * n)
+            else:
+                fan_in = int(np.prod(p.shape[1:]))
+                p.copy_((3.0 if p.dim() == 4 else 2.0) * n / math.sqrt(fan_in))
+
+
+def make_siglip_models() -> None:
+    print("J. SigLIP models")
+    from transformers import (PreTrainedTokenizerFast, SiglipConfig, SiglipImageProcessorPil,
+                              SiglipModel, SiglipTokenizer)
+
+    work = MODELS_DIR / ".siglip-tokenizer"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    spiece, vocab_size = build_siglip_tokenizer(work)
+    config = SiglipConfig(
+        # Other fields keep SiglipConfig's defaults (gelu_pytorch_tanh, eps 1e-6, and start /
+        # end ids outside this vocabulary, which SigLIP never reads).
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                         num_attention_heads=4, num_hidden_layers=2,
+                         max_position_embeddings=SIGLIP_CONTEXT),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                           num_hidden_layers=2, image_size=32, patch_size=8),
+    )
+    torch.manual_seed(2468)
+    model = SiglipModel(config)
+    init_siglip_weights(model, 2468)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # fp32 with a bicubic resize (SigLIP's), fp16 with a bilinear one (SigLIP 2's).
+    for name, dtype, resample in [("tiny-siglip", torch.float32, 3), ("tiny-siglip-fp16", torch.float16, 2)]:
+        d = MODELS_DIR / name
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        model.to(torch.float32)
+        model.load_state_dict(state)
+        model.to(dtype).save_pretrained(str(d), safe_serialization=True)
+        (d / "model.safetensors").chmod(0o644)
+        for f in ["tokenizer.json", "tokenizer_config.json", "spiece.model"]:
+            if name == "tiny-siglip":
+                shutil.copy(work / f, d / f)
+            else:  # the twin shares the files
+                os.symlink(f"../tiny-siglip/{f}", d / f)
+        write_json(d / "preprocessor_config.json", {
+            "image_processor_type": "SiglipImageProcessor", "do_resize": True,
+            "size": {"height": 32, "width": 32}, "resample": resample, "do_rescale": True,
+            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+        }, indent=2)
+
+        fast = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"), eos_token="</s>",
+                                       pad_token="</s>", unk_token="<unk>")
+        batch = fast(SIGLIP_TEXTS, padding="max_length", max_length=SIGLIP_CONTEXT, truncation=True)
+        ids = batch["input_ids"]
+        slow = SiglipTokenizer(vocab_file=str(spiece), model_max_length=SIGLIP_CONTEXT)
+        slow_ids = slow(SIGLIP_TEXTS, padding="max_length", max_length=SIGLIP_CONTEXT,
+                        truncation=True)["input_ids"]
+        assert ids == slow_ids, [(t, a, b) for t, a, b in zip(SIGLIP_TEXTS, ids, slow_ids) if a != b]
+        assert all(len(i) == SIGLIP_CONTEXT for i in ids) and ids[0][-1] == 1
+
+        processor = SiglipImageProcessorPil.from_pretrained(str(d))
+        images = [to_rgb8(Image.open(IMG_DIR / n)) for n in SIGLIP_IMAGES]
+        pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].float()
+        # The processor is PIL's resize to the exact size, then (x / 255 - 0.5) / 0.5.
+        direct = torch.stack([
+            torch.from_numpy(np.asarray(im.resize((32, 32), resample), dtype=np.float32) / 255.0)
+            .permute(2, 0, 1) for im in images])
+        assert float(((direct - 0.5) / 0.5 - pixel_values).abs().max()) < 1e-5
+
+        ref = SiglipModel.from_pretrained(str(d), dtype=torch.float32, attn_implementation="eager").eval()
+        pooled = lambda out: out.pooler_output if hasattr(out, "pooler_output") else out
+        with torch.no_grad():
+            input_ids = torch.tensor(ids)
+            # As the model was trained and the ONNX exports run it: no attention mask, the
+            # padding attended to; the last position pooled.
+            text_embeds = normalize(pooled(ref.get_text_features(input_ids=input_ids)))
+            masked = normalize(pooled(ref.get_text_features(
+                input_ids=input_ids, attention_mask=torch.tensor(batch["attention_mask"]))))
+            image_embeds = normalize(pooled(ref.get_image_features(pixel_values=pixel_values)))
+            out = ref(input_ids=input_ids, pixel_values=pixel_values)
+            logits = out.logits_per_image
+            manual = image_embeds @ text_embeds.T * ref.logit_scale.exp() + ref.logit_bias
+            assert torch.allclose(logits, manual, atol=1e-4)
+        tsim, isim = text_embeds @ text_embeds.T, image_embeds @ image_embeds.T
+        off_t = ~torch.eye(len(SIGLIP_TEXTS), dtype=torch.bool)
+        off_i = ~torch.eye(len(images), dtype=torch.bool)
+        assert float(isim[off_i].max()) < 0.98
+        write_json(d / "reference.json", {
+            "model": name,
+            "dtype_on_disk": str(dtype).replace("torch.", ""),
+            "note": "transformers' SiglipModel in fp32 (eager), input_ids from the tokenizer.json "
+                    "(PreTrainedTokenizerFast, padding='max_length', equal to SiglipTokenizer's on "
+                    "spiece.model) without an attention mask, pixels from SiglipImageProcessorPil",
+            "texts": SIGLIP_TEXTS,
+            "input_ids": ids,
+            "text_embeds": rnd_list(text_embeds),
+            "masked_text_max_diff": float((masked - text_embeds).abs().max()),
+            "images": SIGLIP_IMAGES,
+            "resample": resample,
+            "pixel_shape": list(pixel_values.shape),
+            "pixel_values": rnd_list(pixel_values.flatten()),
+            "image_embeds": rnd_list(image_embeds),
+            "logit_scale": float(ref.logit_scale),
+            "logit_bias": float(ref.logit_bias),
+            "logits_per_image": rnd_list(logits),
+            "probs_per_image": rnd_list(torch.sigmoid(logits)),
+        })
+        print(f"  {name}: vocab {vocab_size}, max cos text {float(tsim[off_t].max()):.3f}, image "
+              f"{float(isim[off_i].max()):.3f}, mask changes text by {float((masked - text_embeds).abs().max()):.3f}")
+    shutil.rmtree(work)
+
 
 def main() -> None:
     if sys.argv[1:] == ["gradients"]:  # regenerate only G (the models must exist)
@@ -1295,6 +1507,9 @@ def main() -> None:
         return
     if sys.argv[1:] == ["open-clip"]:  # regenerate only I (the tokenizer and images must exist)
         make_open_clip_models()
+        return
+    if sys.argv[1:] == ["siglip"]:  # regenerate only J (the images must exist)
+        make_siglip_models()
         return
     if sys.argv[1:] == ["transformers-preprocess"]:  # regenerate only H (the images must exist)
         make_hf_preprocess_cases()
@@ -1326,6 +1541,7 @@ def main() -> None:
     print("B/C. models")
     make_models(tok)
     make_open_clip_models()
+    make_siglip_models()
 
     print("F. contrastive loss")
     loss = make_loss_cases()

@@ -1,10 +1,11 @@
-//! Image input: decoding, conversion to RGB, and CLIP's preprocessing (shortest-side bicubic
-//! resize, center crop, rescale, normalize), reproducing the Python reference (PIL + torchvision)
-//! bit for bit up to the final float arithmetic.
+//! Image input: decoding, conversion to RGB, and the models' preprocessing (CLIP: shortest-side
+//! bicubic resize and center crop; SigLIP: a resize to the exact size; then rescale and
+//! normalize), reproducing the Python reference (PIL + torchvision) bit for bit up to the final
+//! float arithmetic.
 
 use std::ops::Range;
 
-use crate::config::{CropRounding, PreprocessConfig};
+use crate::config::{CropRounding, PreprocessConfig, Resample, Resize};
 use crate::error::{Error, Result};
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel.
@@ -180,8 +181,9 @@ impl RgbImage {
 /// Only the pixels that survive the crop are resampled, so memory stays bounded by the crop
 /// whatever the image's aspect ratio; the values are those of resizing the whole image first.
 pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f32>, [usize; 3])> {
-    let (w, h) = match config.shortest_edge {
-        Some(edge) => shortest_side_size(image.width, image.height, edge)?,
+    let (w, h) = match config.resize {
+        Some(Resize::ShortestEdge(edge)) => shortest_side_size(image.width, image.height, edge)?,
+        Some(Resize::Exact { height, width }) => (width, height),
         None => (image.width, image.height),
     };
     let (crop_w, crop_h) = config.crop.map_or((w, h), |(ch, cw)| (cw, ch));
@@ -192,7 +194,7 @@ pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<(Vec<f3
     let (left, top) = (offset(w, crop_w), offset(h, crop_h));
     let cols = left.max(0) as usize..(left + crop_w as isize).clamp(0, w as isize) as usize;
     let rows = top.max(0) as usize..(top + crop_h as isize).clamp(0, h as isize) as usize;
-    let window = resize_window(image, (w, h), cols.clone(), rows.clone());
+    let window = resize_window(image, (w, h), config.resample, cols.clone(), rows.clone());
 
     let scale = config.rescale_factor.unwrap_or(1.0);
     let (mean, std) = config.mean_std.unwrap_or(([0.0; 3], [1.0; 3]));
@@ -244,73 +246,134 @@ pub fn shortest_side_size(width: usize, height: usize, edge: usize) -> Result<(u
     })
 }
 
-/// PIL's `Image.resize(size, BICUBIC)` for 8-bit RGB: a horizontal then a vertical pass of a
-/// separable bicubic filter (a = -0.5) widened by the scale factor on downscale (antialiasing),
-/// with PIL's fixed-point coefficients and rounding to 8 bits after each pass.
+/// PIL's `Image.resize(size, BICUBIC)` for 8-bit RGB: two passes (see [`resize_window`] for
+/// their order) of a separable bicubic filter (a = -0.5) widened by the scale factor on
+/// downscale (antialiasing), with PIL's fixed-point coefficients and rounding to 8 bits after
+/// each pass.
 pub fn resize_bicubic(image: &RgbImage, width: usize, height: usize) -> RgbImage {
-    resize_window(image, (width, height), 0..width, 0..height)
+    resize_window(
+        image,
+        (width, height),
+        Resample::Bicubic,
+        0..width,
+        0..height,
+    )
 }
 
-/// The columns `cols` and rows `rows` of [`resize_bicubic`]`(image, size)`, computed without
-/// the rest of the resized image. A pass whose size does not change copies.
+/// The columns `cols` and rows `rows` of resizing `image` to `(width, height)` with `filter`,
+/// computed without the rest of the resized image. PIL runs the two passes horizontal first,
+/// except (since Pillow 13) where the height shrinks by more than twice as many pixels as the
+/// width; each pass rounds to 8 bits, so the order shows in the result.
 fn resize_window(
     image: &RgbImage,
     (width, height): (usize, usize),
+    filter: Resample,
     cols: Range<usize>,
     rows: Range<usize>,
 ) -> RgbImage {
-    let (in_w, in_h) = (image.width, image.height);
-    // Horizontal pass over every input row, for the wanted columns only.
-    let out_w = cols.len();
-    let mut horizontal = vec![0u8; out_w * in_h * 3];
-    if width == in_w {
-        for y in 0..in_h {
-            let src = &image.data[(y * in_w + cols.start) * 3..(y * in_w + cols.end) * 3];
-            horizontal[y * out_w * 3..(y + 1) * out_w * 3].copy_from_slice(src);
-        }
+    let (in_w, in_h) = (image.width as i64, image.height as i64);
+    let vertical_first = in_h > height as i64 && in_h - height as i64 > (in_w - width as i64) * 2;
+    let data = if vertical_first {
+        let tall = vertical_pass(
+            &image.data,
+            image.width,
+            image.height,
+            height,
+            filter,
+            rows.clone(),
+        );
+        horizontal_pass(&tall, image.width, rows.len(), width, filter, cols.clone())
     } else {
-        let (bounds, weights, ksize) = pil_coefficients(in_w, width, cols.clone());
-        for y in 0..in_h {
-            let row = &image.data[y * in_w * 3..(y + 1) * in_w * 3];
-            for x in 0..out_w {
-                let (xmin, count) = bounds[x];
-                let k = &weights[x * ksize..x * ksize + count];
-                for c in 0..3 {
-                    let mut sum = 1i32 << (PRECISION_BITS - 1);
-                    for (i, &w) in k.iter().enumerate() {
-                        sum += row[(xmin + i) * 3 + c] as i32 * w;
-                    }
-                    horizontal[(y * out_w + x) * 3 + c] = clip8(sum);
-                }
-            }
-        }
-    }
-    // Vertical pass, for the wanted rows only.
-    let out_h = rows.len();
-    let stride = out_w * 3;
-    let data = if height == in_h {
-        horizontal[rows.start * stride..rows.end * stride].to_vec()
-    } else {
-        let (bounds, weights, ksize) = pil_coefficients(in_h, height, rows);
-        let mut data = vec![0u8; out_h * stride];
-        for y in 0..out_h {
-            let (ymin, count) = bounds[y];
-            let k = &weights[y * ksize..y * ksize + count];
-            for x in 0..stride {
-                let mut sum = 1i32 << (PRECISION_BITS - 1);
-                for (i, &kw) in k.iter().enumerate() {
-                    sum += horizontal[(ymin + i) * stride + x] as i32 * kw;
-                }
-                data[y * stride + x] = clip8(sum);
-            }
-        }
-        data
+        let wide = horizontal_pass(
+            &image.data,
+            image.width,
+            image.height,
+            width,
+            filter,
+            cols.clone(),
+        );
+        vertical_pass(
+            &wide,
+            cols.len(),
+            image.height,
+            height,
+            filter,
+            rows.clone(),
+        )
     };
     RgbImage {
-        width: out_w,
-        height: out_h,
+        width: cols.len(),
+        height: rows.len(),
         data,
     }
+}
+
+/// PIL's horizontal pass over RGB rows `[in_h, in_w]`: the columns `cols` of resizing the
+/// width to `width` (a copy where the width does not change).
+fn horizontal_pass(
+    data: &[u8],
+    in_w: usize,
+    in_h: usize,
+    width: usize,
+    filter: Resample,
+    cols: Range<usize>,
+) -> Vec<u8> {
+    let out_w = cols.len();
+    let mut out = vec![0u8; out_w * in_h * 3];
+    if width == in_w {
+        for y in 0..in_h {
+            let src = &data[(y * in_w + cols.start) * 3..(y * in_w + cols.end) * 3];
+            out[y * out_w * 3..(y + 1) * out_w * 3].copy_from_slice(src);
+        }
+        return out;
+    }
+    let (bounds, weights, ksize) = pil_coefficients(in_w, width, filter, cols);
+    for y in 0..in_h {
+        let row = &data[y * in_w * 3..(y + 1) * in_w * 3];
+        for x in 0..out_w {
+            let (xmin, count) = bounds[x];
+            let k = &weights[x * ksize..x * ksize + count];
+            for c in 0..3 {
+                let mut sum = 1i32 << (PRECISION_BITS - 1);
+                for (i, &w) in k.iter().enumerate() {
+                    sum += row[(xmin + i) * 3 + c] as i32 * w;
+                }
+                out[(y * out_w + x) * 3 + c] = clip8(sum);
+            }
+        }
+    }
+    out
+}
+
+/// PIL's vertical pass over RGB rows `[in_h, w]`: the rows `rows` of resizing the height to
+/// `height` (a copy where the height does not change).
+fn vertical_pass(
+    data: &[u8],
+    w: usize,
+    in_h: usize,
+    height: usize,
+    filter: Resample,
+    rows: Range<usize>,
+) -> Vec<u8> {
+    let stride = w * 3;
+    if height == in_h {
+        return data[rows.start * stride..rows.end * stride].to_vec();
+    }
+    let out_h = rows.len();
+    let (bounds, weights, ksize) = pil_coefficients(in_h, height, filter, rows);
+    let mut out = vec![0u8; out_h * stride];
+    for y in 0..out_h {
+        let (ymin, count) = bounds[y];
+        let k = &weights[y * ksize..y * ksize + count];
+        for x in 0..stride {
+            let mut sum = 1i32 << (PRECISION_BITS - 1);
+            for (i, &kw) in k.iter().enumerate() {
+                sum += data[(ymin + i) * stride + x] as i32 * kw;
+            }
+            out[y * stride + x] = clip8(sum);
+        }
+    }
+    out
 }
 
 /// PIL's fixed-point precision for 8-bit resampling.
@@ -318,6 +381,19 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 fn clip8(sum: i32) -> u8 {
     (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// PIL's filter: its support (in input pixels at scale 1) and kernel.
+fn pil_filter(filter: Resample) -> (f64, fn(f64) -> f64) {
+    match filter {
+        Resample::Bilinear => (1.0, triangle),
+        Resample::Bicubic => (2.0, bicubic),
+    }
+}
+
+/// PIL's bilinear (triangle) kernel.
+fn triangle(x: f64) -> f64 {
+    (1.0 - x.abs()).max(0.0)
 }
 
 /// PIL's bicubic kernel with a = -0.5.
@@ -339,11 +415,13 @@ fn bicubic(x: f64) -> f64 {
 fn pil_coefficients(
     in_size: usize,
     out_size: usize,
+    filter: Resample,
     range: Range<usize>,
 ) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
+    let (filter_support, kernel) = pil_filter(filter);
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
+    let support = filter_support * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(range.len());
     let mut weights = vec![0i32; range.len() * ksize];
@@ -357,7 +435,7 @@ fn pil_coefficients(
         let count = xmax.saturating_sub(xmin);
         let mut total = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(count) {
-            let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
+            let w = kernel((x as f64 + xmin as f64 - center + 0.5) * ss);
             *kx = w;
             total += w;
         }

@@ -10,11 +10,11 @@ use std::sync::Mutex;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::config::{open_clip, ClipConfig, Family, PreprocessConfig};
+use crate::config::{open_clip, Architecture, ClipConfig, Family, PreprocessConfig};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
 use crate::model::{ClipModel, TokenBatch};
-use crate::tasks::{self, Ensemble, LabelScore, RankHit};
+use crate::tasks::{self, Ensemble, LabelScore, RankHit, Scoring};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::WeightLoader;
 
@@ -88,6 +88,8 @@ pub struct ModelFiles<'a> {
     pub config: &'a str,
     /// `tokenizer.json`.
     pub tokenizer: &'a [u8],
+    /// `tokenizer_config.json`, if the model has one (SigLIP reads its `pad_token`).
+    pub tokenizer_config: Option<&'a str>,
     /// `preprocessor_config.json`, if the model has one (open_clip's config holds its own).
     pub preprocessor: Option<&'a str>,
 }
@@ -107,16 +109,22 @@ impl ModelFiles<'_> {
         let (config, preprocess) = match family {
             Family::Clip => {
                 let config = ClipConfig::from_json(self.config)?;
+                let (architecture, size) = (config.architecture, config.vision.image_size);
                 let preprocess = match self.preprocessor {
-                    Some(text) => PreprocessConfig::from_json(text, config.vision.image_size)?,
-                    None => PreprocessConfig::clip_image_processor(config.vision.image_size),
+                    Some(text) => PreprocessConfig::from_json_for(text, architecture, size)?,
+                    None => PreprocessConfig::defaults(architecture, size),
                 };
                 (config, preprocess)
             }
             Family::OpenClip => open_clip::from_json(self.config)?,
         };
-        let tokenizer =
-            ClipTokenizer::from_bytes(self.tokenizer, config.text.max_position_embeddings)?;
+        let context = config.text.max_position_embeddings;
+        let tokenizer = match config.architecture {
+            Architecture::Clip => ClipTokenizer::from_bytes(self.tokenizer, context)?,
+            Architecture::Siglip => {
+                ClipTokenizer::siglip_from_bytes(self.tokenizer, self.tokenizer_config, context)?
+            }
+        };
         Ok(ParsedFiles {
             family,
             config,
@@ -132,6 +140,7 @@ pub struct ModelDir {
     pub dir: std::path::PathBuf,
     pub config: String,
     pub tokenizer: Vec<u8>,
+    pub tokenizer_config: Option<String>,
     pub preprocessor: Option<String>,
 }
 
@@ -178,6 +187,7 @@ impl ModelDir {
         };
         Ok(Self {
             preprocessor: optional("preprocessor_config.json")?,
+            tokenizer_config: optional("tokenizer_config.json")?,
             config,
             tokenizer: read(tokenizer.map_or_else(|| dir.join("tokenizer.json"), Into::into))?,
             dir,
@@ -189,6 +199,7 @@ impl ModelDir {
         ModelFiles {
             config: &self.config,
             tokenizer: &self.tokenizer,
+            tokenizer_config: self.tokenizer_config.as_deref(),
             preprocessor: self.preprocessor.as_deref(),
         }
     }
@@ -280,6 +291,8 @@ pub struct Clip {
     device: Device,
     /// `exp(logit_scale)`.
     logit_scale: f32,
+    /// SigLIP's `logit_bias`.
+    logit_bias: Option<f32>,
     text_cache: Mutex<HashMap<String, Vec<f32>>>,
 }
 
@@ -294,6 +307,10 @@ impl Clip {
         device: &Device,
     ) -> Result<Self> {
         let logit_scale = read_values(model.logit_scale.val().reshape([1, 1])).await?[0];
+        let logit_bias = match &model.logit_bias {
+            Some(bias) => Some(read_values(bias.val().reshape([1, 1])).await?[0]),
+            None => None,
+        };
         Ok(Clip {
             model,
             config,
@@ -301,6 +318,7 @@ impl Clip {
             preprocess,
             device: device.clone(),
             logit_scale: logit_scale.exp(),
+            logit_bias,
             text_cache: Mutex::new(HashMap::new()),
         })
     }
@@ -354,6 +372,20 @@ impl Clip {
     /// `exp(logit_scale)`: the factor between cosine similarity and logits.
     pub fn logit_scale(&self) -> f32 {
         self.logit_scale
+    }
+
+    /// How classification turns similarities into scores: CLIP's softmax across labels, or
+    /// SigLIP's independent sigmoid per label.
+    pub fn scoring(&self) -> Scoring {
+        match self.logit_bias {
+            None => Scoring::Softmax {
+                scale: self.logit_scale,
+            },
+            Some(bias) => Scoring::Sigmoid {
+                scale: self.logit_scale,
+                bias,
+            },
+        }
     }
 
     /// Run one image and the common text batch shapes through the model so that a GPU backend
@@ -512,8 +544,9 @@ impl Clip {
         Ok(prompts.iter().map(|p| tasks::ensemble(p)).collect())
     }
 
-    /// Zero-shot classification: softmax over `logit_scale * cos`, combining several templates
-    /// as `ensemble` says; sorted best first.
+    /// Zero-shot classification, combining several templates as `ensemble` says, sorted best
+    /// first: a softmax over `logit_scale * cos` (CLIP), or each label's own sigmoid
+    /// probability (SigLIP; see [`Clip::scoring`]).
     pub async fn classify(
         &self,
         image: &RgbImage,
@@ -527,7 +560,7 @@ impl Clip {
             &image_embedding[0],
             labels,
             &prompts,
-            self.logit_scale,
+            self.scoring(),
             ensemble,
         ))
     }

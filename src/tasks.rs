@@ -151,32 +151,73 @@ impl Ensemble {
     }
 }
 
-/// Label probabilities for one image, best first, from the embeddings of each label's prompts
-/// (`prompts[i]`: label `i`'s prompts, one per template).
+/// How logits `scale * cos (+ bias)` become label scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scoring {
+    /// CLIP: a softmax across the labels (the scores sum to 1).
+    Softmax { scale: f32 },
+    /// SigLIP: each label's own probability, `sigmoid(scale * cos + bias)`, independent of the
+    /// other labels (the scores do not sum to 1; several or none may be high).
+    Sigmoid { scale: f32, bias: f32 },
+}
+
+impl Scoring {
+    /// The logit of a cosine similarity.
+    pub fn logit(self, cos: f32) -> f32 {
+        match self {
+            Scoring::Softmax { scale } => scale * cos,
+            Scoring::Sigmoid { scale, bias } => scale * cos + bias,
+        }
+    }
+
+    /// `"softmax"` or `"sigmoid"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Softmax { .. } => "softmax",
+            Scoring::Sigmoid { .. } => "sigmoid",
+        }
+    }
+}
+
+/// Label scores for one image, best first, from the embeddings of each label's prompts
+/// (`prompts[i]`: label `i`'s prompts, one per template). With [`Scoring::Sigmoid`], the
+/// probability ensemble scores a label by its best-matching prompt.
 pub fn ensemble_scores(
     image: &[f32],
     labels: &[impl AsRef<str>],
     prompts: &[Vec<Vec<f32>>],
-    logit_scale: f32,
+    scoring: Scoring,
     how: Ensemble,
 ) -> Vec<LabelScore> {
-    let logits: Vec<f32> = match how {
-        Ensemble::Mean => prompts
-            .iter()
-            .map(|p| logit_scale * dot(image, &ensemble(p)))
-            .collect(),
-        // A softmax over labels of each label's log-sum-exp equals the softmax over all
-        // prompts summed per label.
-        Ensemble::Probability => prompts
-            .iter()
-            .map(|p| {
-                let logits: Vec<f32> = p.iter().map(|e| logit_scale * dot(image, e)).collect();
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln()
-            })
-            .collect(),
-    };
-    softmax_scores(labels, &logits)
+    let logits: Vec<f32> = prompts
+        .iter()
+        .map(|p| match how {
+            Ensemble::Mean => scoring.logit(dot(image, &ensemble(p))),
+            Ensemble::Probability => {
+                let logits = p.iter().map(|e| scoring.logit(dot(image, e)));
+                match scoring {
+                    // A softmax over labels of each label's log-sum-exp equals the softmax
+                    // over all prompts summed per label.
+                    Scoring::Softmax { .. } => log_sum_exp(logits),
+                    Scoring::Sigmoid { .. } => logits.fold(f32::NEG_INFINITY, f32::max),
+                }
+            }
+        })
+        .collect();
+    match scoring {
+        Scoring::Softmax { .. } => softmax_scores(labels, &logits),
+        Scoring::Sigmoid { .. } => sorted(
+            labels
+                .iter()
+                .zip(&logits)
+                .map(|(label, &l)| (label, 1.0 / (1.0 + (-l).exp()))),
+        ),
+    }
+}
+
+fn log_sum_exp(logits: impl Iterator<Item = f32> + Clone) -> f32 {
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    max + logits.map(|l| (l - max).exp()).sum::<f32>().ln()
 }
 
 /// Softmax over per-label logits, sorted by score, highest first.
@@ -184,12 +225,15 @@ fn softmax_scores(labels: &[impl AsRef<str>], logits: &[f32]) -> Vec<LabelScore>
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let total: f32 = exps.iter().sum();
-    let mut scores: Vec<LabelScore> = labels
-        .iter()
-        .zip(exps)
-        .map(|(label, e)| LabelScore {
+    sorted(labels.iter().zip(exps).map(|(label, e)| (label, e / total)))
+}
+
+/// Label scores, highest first.
+fn sorted<'a>(scores: impl Iterator<Item = (&'a (impl AsRef<str> + 'a), f32)>) -> Vec<LabelScore> {
+    let mut scores: Vec<LabelScore> = scores
+        .map(|(label, score)| LabelScore {
             label: label.as_ref().to_string(),
-            score: e / total,
+            score,
         })
         .collect();
     scores.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -257,10 +301,42 @@ mod tests {
         assert!((e[0] - s).abs() < 1e-6 && (e[1] - s).abs() < 1e-6);
     }
 
+    const SOFTMAX: Scoring = Scoring::Softmax { scale: 10.0 };
+
+    #[test]
+    fn sigmoid_scores_are_independent() {
+        let prompts = [
+            vec![vec![0.0, 1.0]],
+            vec![vec![1.0, 0.0]],
+            vec![vec![0.8, 0.6]],
+        ];
+        let scoring = Scoring::Sigmoid {
+            scale: 10.0,
+            bias: -5.0,
+        };
+        let scores = ensemble_scores(
+            &[1.0, 0.0],
+            &["a", "b", "c"],
+            &prompts,
+            scoring,
+            Ensemble::Mean,
+        );
+        let sigmoid = |l: f32| 1.0 / (1.0 + (-l).exp());
+        let labels: Vec<&str> = scores.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["b", "c", "a"]);
+        for (score, logit) in scores.iter().zip([5.0, 3.0, -5.0]) {
+            assert!((score.score - sigmoid(logit)).abs() < 1e-6, "{score:?}");
+        }
+        // The probability ensemble takes a label's best prompt.
+        let two = [vec![vec![1.0, 0.0], vec![-1.0, 0.0]]];
+        let best = ensemble_scores(&[1.0, 0.0], &["a"], &two, scoring, Ensemble::Probability);
+        assert!((best[0].score - sigmoid(5.0)).abs() < 1e-6);
+    }
+
     #[test]
     fn classify_sorts_a_softmax() {
         let prompts = [vec![vec![0.0, 1.0]], vec![vec![1.0, 0.0]]];
-        let scores = ensemble_scores(&[1.0, 0.0], &["a", "b"], &prompts, 10.0, Ensemble::Mean);
+        let scores = ensemble_scores(&[1.0, 0.0], &["a", "b"], &prompts, SOFTMAX, Ensemble::Mean);
         assert_eq!(scores[0].label, "b");
         let expected = 1.0 / (1.0 + (-10.0f32).exp());
         assert!((scores[0].score - expected).abs() < 1e-6);
@@ -277,10 +353,15 @@ mod tests {
             vec![vec![s, s], vec![s, -s]],
         ];
         let image = [1.0, 0.0];
-        let mean = ensemble_scores(&image, &["a", "b"], &prompts, 10.0, Ensemble::Mean);
+        let mean = ensemble_scores(&image, &["a", "b"], &prompts, SOFTMAX, Ensemble::Mean);
         assert_eq!(mean[0].label, "b");
-        let probability =
-            ensemble_scores(&image, &["a", "b"], &prompts, 10.0, Ensemble::Probability);
+        let probability = ensemble_scores(
+            &image,
+            &["a", "b"],
+            &prompts,
+            SOFTMAX,
+            Ensemble::Probability,
+        );
         let exps: Vec<f32> = [10.0f32, -10.0, 10.0 * s, 10.0 * s]
             .iter()
             .map(|l| l.exp())

@@ -133,6 +133,7 @@ impl Loader {
         let files = ModelFiles {
             config: &config,
             tokenizer: &tokenizer,
+            tokenizer_config: None,
             preprocessor: preprocessor.as_deref(),
         };
         let inner = ClipLoader::new(files, &burn_device, weights_len.map(|n| n as u64))

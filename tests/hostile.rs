@@ -311,6 +311,7 @@ fn load_and_run(
     let files = ModelFiles {
         config,
         tokenizer,
+        tokenizer_config: None,
         preprocessor,
     };
     let mut loader = ClipLoader::new(files, &device, None)?;

@@ -174,3 +174,104 @@ fn open_clip_directories_match_open_clip_end_to_end() {
         );
     }
 }
+
+/// A SigLIP directory end to end against `transformers`' `SiglipModel`: token ids (padded to the
+/// context with `tokenizer_config.json`'s pad token), pixels of the decoded files (exact-size
+/// resize, bicubic in one directory and bilinear in the other), embeddings, and sigmoid scores.
+fn check_siglip(name: &str, clip: &Clip) {
+    let dir = model_dir(name);
+    let reference = read_json(dir.join("reference.json"));
+    let texts: Vec<&str> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for (text, want) in texts.iter().zip(ids(&reference["input_ids"])) {
+        let got = clip.tokenizer().encode(text).unwrap();
+        assert_eq!(got, want, "{name}: token ids of {text:?}");
+    }
+    let text_reference = rows(&reference["text_embeds"]);
+    let texts_embedded = block_on(clip.embed_texts(&texts)).unwrap();
+    assert_embeddings_close(
+        &format!("{name} text"),
+        &texts_embedded,
+        &text_reference,
+        1e-4,
+    );
+
+    let files = reference["images"].as_array().unwrap();
+    let images: Vec<RgbImage> = files
+        .iter()
+        .map(|f| {
+            let path = fixtures().join("images").join(f.as_str().unwrap());
+            RgbImage::decode(&std::fs::read(path).unwrap()).unwrap()
+        })
+        .collect();
+    let pixels: Vec<f32> = images
+        .iter()
+        .flat_map(|image| clip.preprocess(image).unwrap().0)
+        .collect();
+    let diff = max_abs_diff(&pixels, &floats(&reference["pixel_values"]));
+    assert!(diff <= 1e-5, "{name}: pixel values differ by {diff}");
+    let image_embeds = block_on(clip.embed_images(&images)).unwrap();
+    assert_embeddings_close(
+        &format!("{name} image files"),
+        &image_embeds,
+        &rows(&reference["image_embeds"]),
+        1e-4,
+    );
+
+    let webclip::tasks::Scoring::Sigmoid { scale, bias } = clip.scoring() else {
+        panic!("{name}: SigLIP scores with a sigmoid");
+    };
+    let want_scale = reference["logit_scale"].as_f64().unwrap() as f32;
+    let want_bias = reference["logit_bias"].as_f64().unwrap() as f32;
+    assert!(
+        (scale - want_scale.exp()).abs() <= 1e-4 * scale,
+        "{name} logit_scale"
+    );
+    assert!((bias - want_bias).abs() <= 1e-5, "{name} logit_bias");
+    let probs = rows(&reference["probs_per_image"]);
+    let sigmoid = |l: f32| 1.0 / (1.0 + (-l).exp());
+    for (i, image) in image_embeds.iter().enumerate() {
+        for (j, text) in texts_embedded.iter().enumerate() {
+            let ours = sigmoid(clip.scoring().logit(webclip::tasks::dot(image, text)));
+            let diff = (ours - probs[i][j]).abs();
+            assert!(
+                diff <= 1e-4,
+                "{name}: image {i}, text {j}: sigmoid differs by {diff}"
+            );
+        }
+    }
+    // classify gives the same independent probabilities (texts 0-2 as labels, as they are).
+    let labels = &texts[..3];
+    let scores = block_on(clip.classify(&images[0], labels, &["{}"], webclip::Ensemble::Mean));
+    for score in scores.unwrap() {
+        let j = labels.iter().position(|l| *l == score.label).unwrap();
+        let diff = (score.score - probs[0][j]).abs();
+        assert!(
+            diff <= 1e-4,
+            "{name}: classify {:?}: diff {diff}",
+            score.label
+        );
+    }
+}
+
+#[test]
+fn siglip_directories_match_transformers_end_to_end() {
+    let cpu = Backend::Cpu.device().unwrap();
+    let wgpu = Backend::Wgpu.device();
+    if let Err(e) = &wgpu {
+        eprintln!("skipping SigLIP on wgpu: {e}");
+    }
+    for device in std::iter::once(cpu).chain(wgpu.ok()) {
+        for name in ["tiny-siglip", "tiny-siglip-fp16"] {
+            let dir = model_dir(name);
+            let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+            assert_eq!(Family::detect(&config), Family::Clip);
+            let clip = Clip::load_dir(&dir, &device).unwrap();
+            check_siglip(name, &clip);
+        }
+    }
+}

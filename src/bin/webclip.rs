@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use webclip::image::preprocess;
 use webclip::pipeline::ModelDir;
+use webclip::tasks::Scoring;
 use webclip::train::synthetic::{Rng, Scene, Split};
 use webclip::train::trainer::MAX_BATCH;
 use webclip::train::{CaptionDataset, Evaluation, StepReport, TrainConfig, TrainData};
@@ -82,7 +83,7 @@ enum Command {
         #[arg(long)]
         template: Vec<String>,
         /// How an ensemble combines templates: mean (of prompt embeddings) or probability
-        /// (a softmax over all prompts, summed per label).
+        /// (a softmax over all prompts, summed per label; with SigLIP, the best prompt's).
         #[arg(long, default_value = "mean")]
         ensemble: String,
     },
@@ -176,9 +177,13 @@ fn run(cli: Cli) -> Result<serde_json::Value, Error> {
             } else {
                 template
             };
-            json!(block_on(
-                clip.classify(&image, &label, &templates, ensemble)
-            )?)
+            let scores = block_on(clip.classify(&image, &label, &templates, ensemble))?;
+            if let Scoring::Sigmoid { .. } = clip.scoring() {
+                eprintln!(
+                    "note: scores are independent sigmoid probabilities (SigLIP): they do not sum to 1"
+                );
+            }
+            json!(scores)
         }
         Command::Tokenize { model, text } => {
             let tokenizer = model.dir()?.files().parse()?.tokenizer;

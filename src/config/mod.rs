@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub mod open_clip;
+pub mod siglip;
 
 /// The nonlinearity inside each MLP block, under its `hidden_act` names in `transformers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +43,39 @@ pub struct TextConfig {
     pub bos_token_id: u32,
     pub eos_token_id: u32,
     pub pad_token_id: u32,
-    /// Pool at the highest token id whatever `eos_token_id` is (open_clip's rule); not a
-    /// `config.json` field.
+    /// SigLIP's text head width (`projection_size`; `None` for CLIP, which projects outside
+    /// the tower).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection_size: Option<usize>,
+    /// Which token the tower's output is read at; not a `config.json` field (the reader sets it
+    /// from the model family).
     #[serde(skip)]
-    pub argmax_pooling: bool,
+    pub pooling: TextPooling,
+}
+
+/// Where the text tower reads its output, and how it attends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextPooling {
+    /// CLIP in `transformers`: causal attention, pooled at the first `eos_token_id` (at the
+    /// highest id for old configs with `eos_token_id == 2`).
+    #[default]
+    Eos,
+    /// open_clip: causal attention, pooled at the highest token id.
+    Argmax,
+    /// SigLIP: bidirectional attention over the whole context (padding included, no mask, as
+    /// the model was trained), pooled at the last position.
+    Last,
+}
+
+/// The model family's architecture: what differs between CLIP and SigLIP beyond sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Architecture {
+    /// CLIP: class token, pre-LayerNorm, causal text tower, projections, softmax over labels.
+    #[default]
+    Clip,
+    /// SigLIP: no class token, an attention-pooling head, bidirectional text tower with a head,
+    /// a learned `logit_bias`, and independent sigmoid scores.
+    Siglip,
 }
 
 /// The ViT image tower (`vision_config`; absent fields take `CLIPVisionConfig`'s defaults).
@@ -61,6 +91,22 @@ pub struct VisionConfig {
     pub num_channels: usize,
     pub hidden_act: Activation,
     pub layer_norm_eps: f64,
+    /// How the tower's output is pooled; not a `config.json` field (the reader sets it from
+    /// the model family).
+    #[serde(skip)]
+    pub pooling: VisionPooling,
+}
+
+/// How the image tower pools its patches into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VisionPooling {
+    /// CLIP: a class token in front of the patches (and a LayerNorm before the encoder), read
+    /// at the end.
+    #[default]
+    ClassToken,
+    /// SigLIP: no class token (the patch convolution has a bias); a learned probe attends over
+    /// the patches, then a LayerNorm and an MLP (`SiglipMultiheadAttentionPoolingHead`).
+    AttentionHead,
 }
 
 /// A whole CLIP model: both towers and the shared embedding space (`CLIPConfig`).
@@ -75,6 +121,9 @@ pub struct ClipConfig {
     /// Initial value of the (log) temperature; the loaded weights carry the trained one.
     #[serde(default = "default_logit_scale")]
     pub logit_scale_init_value: f64,
+    /// CLIP or SigLIP, from `model_type`.
+    #[serde(skip)]
+    pub architecture: Architecture,
 }
 
 fn default_projection_dim() -> usize {
@@ -100,7 +149,8 @@ impl Default for TextConfig {
             bos_token_id: 49406,
             eos_token_id: 49407,
             pad_token_id: 1,
-            argmax_pooling: false,
+            projection_size: None,
+            pooling: TextPooling::Eos,
         }
     }
 }
@@ -118,6 +168,7 @@ impl Default for VisionConfig {
             num_channels: 3,
             hidden_act: Activation::QuickGelu,
             layer_norm_eps: 1e-5,
+            pooling: VisionPooling::ClassToken,
         }
     }
 }
@@ -128,6 +179,12 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     text: &str,
     file: &'static str,
 ) -> Result<(T, Value)> {
+    let value = parse_object(text, file)?;
+    Ok((from_value(value.clone(), file)?, value))
+}
+
+/// Parse JSON text that must be an object, with null-valued fields removed.
+pub(crate) fn parse_object(text: &str, file: &'static str) -> Result<Value> {
     let invalid = |message: String| Error::Config { file, message };
     let mut value: Value =
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
@@ -135,20 +192,31 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
         return Err(invalid("expected a JSON object".into()));
     }
     strip_nulls(&mut value);
-    match serde_path_to_error::deserialize(&value) {
-        Ok(parsed) => Ok((parsed, value)),
-        Err(e) => {
-            let path = e.path().to_string();
-            let found = value.pointer(&format!("/{}", path.replace('.', "/")));
-            Err(match found {
-                Some(Value::String(name)) if path.ends_with("hidden_act") => {
-                    Error::UnknownActivation(name.clone())
-                }
-                _ if path == "." => invalid(e.into_inner().to_string()),
-                _ => invalid(format!("`{path}`: {}", e.into_inner())),
-            })
+    Ok(value)
+}
+
+/// Deserialize `T` from a parsed object, with errors that name the field.
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
+    value: Value,
+    file: &'static str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let found = value.pointer(&format!("/{}", path.replace('.', "/")));
+        match found {
+            Some(Value::String(name)) if path.ends_with("hidden_act") => {
+                Error::UnknownActivation(name.clone())
+            }
+            _ if path == "." => Error::Config {
+                file,
+                message: e.into_inner().to_string(),
+            },
+            _ => Error::Config {
+                file,
+                message: format!("`{path}`: {}", e.into_inner()),
+            },
         }
-    }
+    })
 }
 
 /// Remove every null-valued field, recursively.
@@ -163,7 +231,14 @@ impl TextConfig {
     /// How the pooled token is chosen: open_clip and old OpenAI exports (`eos_token_id == 2`)
     /// pool at the highest token id, newer ones at the first `eos_token_id`.
     pub fn pools_at_argmax(&self) -> bool {
-        self.argmax_pooling || self.eos_token_id == 2
+        self.pooling == TextPooling::Argmax
+            || (self.pooling == TextPooling::Eos && self.eos_token_id == 2)
+    }
+
+    /// Whether each position attends only to itself and earlier ones (CLIP), or to the whole
+    /// sequence (SigLIP).
+    pub fn is_causal(&self) -> bool {
+        self.pooling != TextPooling::Last
     }
 }
 
@@ -173,9 +248,10 @@ impl VisionConfig {
         self.image_size / self.patch_size
     }
 
-    /// Number of positions: one class token plus one per patch.
+    /// Number of positions: one per patch, plus the class token in CLIP.
     pub fn num_positions(&self) -> usize {
-        self.grid_size() * self.grid_size() + 1
+        let class_token = self.pooling == VisionPooling::ClassToken;
+        self.grid_size() * self.grid_size() + usize::from(class_token)
     }
 }
 
@@ -190,22 +266,28 @@ impl ClipConfig {
             vision: VisionConfig::default(),
             projection_dim: 512,
             logit_scale_init_value: 2.6592,
+            architecture: Architecture::Clip,
         }
     }
 
-    /// Parse the text of a Hugging Face `config.json` for `CLIPModel`.
+    /// Parse the text of a Hugging Face `config.json`: `CLIPModel`, or `SiglipModel`
+    /// (`model_type` "siglip", read by [`siglip::from_value`] with SigLIP's defaults).
     pub fn from_json(text: &str) -> Result<Self> {
-        let (config, value): (ClipConfig, Value) = parse(text, CONFIG)?;
-        match value.get("model_type") {
-            None => {}
-            Some(Value::String(t)) if t == "clip" => {}
+        let value = parse_object(text, CONFIG)?;
+        let config: ClipConfig = match value.get("model_type") {
+            None => from_value(value, CONFIG)?,
+            Some(Value::String(t)) if t == "clip" => from_value(value, CONFIG)?,
+            Some(Value::String(t)) if t == siglip::MODEL_TYPE => siglip::from_value(value)?,
             Some(other) => {
                 return Err(Error::Config {
                     file: CONFIG,
-                    message: format!("`model_type` is {other}, expected \"clip\""),
+                    message: format!(
+                        "`model_type` is {other}, expected \"clip\" or \"{}\"",
+                        siglip::MODEL_TYPE
+                    ),
                 })
             }
-        }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -291,11 +373,20 @@ impl ClipConfig {
                 format!("{} is not a finite log scale", self.logit_scale_init_value),
             );
         }
+        // SigLIP reads neither start nor end token ids (its defaults are CLIP's, outside its
+        // vocabulary); it pads with `pad_token_id` only where the tokenizer has not.
+        let read_ids = match t.pooling {
+            TextPooling::Last => 2,
+            TextPooling::Eos | TextPooling::Argmax => 0,
+        };
         for (field, id) in [
             ("text_config.bos_token_id", t.bos_token_id),
             ("text_config.eos_token_id", t.eos_token_id),
             ("text_config.pad_token_id", t.pad_token_id),
-        ] {
+        ]
+        .into_iter()
+        .skip(read_ids)
+        {
             if id as usize >= t.vocab_size {
                 return bad(
                     field,
@@ -376,21 +467,33 @@ impl ClipConfig {
             + n(v.num_positions()) * n(v.hidden_size)
             + n(v.num_hidden_layers) * layer(v.hidden_size, v.intermediate_size)
             + 4 * n(v.hidden_size);
-        let projections = n(self.projection_dim) * n(t.hidden_size + v.hidden_size);
-        text + vision + projections + 1
+        let heads = match self.architecture {
+            Architecture::Clip => n(self.projection_dim) * n(t.hidden_size + v.hidden_size),
+            // The text head, and the vision head: probe, attention, LayerNorm and MLP.
+            Architecture::Siglip => {
+                let (h, i) = (n(v.hidden_size), n(v.intermediate_size));
+                let text_head = n(t.hidden_size) * n(self.projection_dim) + n(self.projection_dim);
+                text_head + h + 4 * (h * h + h) + 2 * h + 2 * h * i + i + h
+            }
+        };
+        text + vision + heads + 2
     }
 
     /// Write this config as a Hugging Face `config.json` that `transformers` loads.
     pub fn to_json(&self) -> String {
         let mut value = serde_json::to_value(self).expect("a config always serializes");
-        value["architectures"] = serde_json::json!(["CLIPModel"]);
-        value["model_type"] = "clip".into();
-        for (tower, model_type) in [
-            ("text_config", "clip_text_model"),
-            ("vision_config", "clip_vision_model"),
-        ] {
-            value[tower]["model_type"] = model_type.into();
-            value[tower]["projection_dim"] = self.projection_dim.into();
+        let (class, model_type) = match self.architecture {
+            Architecture::Clip => ("CLIPModel", "clip"),
+            Architecture::Siglip => ("SiglipModel", siglip::MODEL_TYPE),
+        };
+        value["architectures"] = serde_json::json!([class]);
+        value["model_type"] = model_type.into();
+        for tower in ["text", "vision"] {
+            let section = &mut value[format!("{tower}_config")];
+            section["model_type"] = format!("{model_type}_{tower}_model").into();
+            if self.architecture == Architecture::Clip {
+                section["projection_dim"] = self.projection_dim.into();
+            }
         }
         serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
     }
@@ -399,8 +502,10 @@ impl ClipConfig {
 /// How images are turned into the model's input (`preprocessor_config.json`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessConfig {
-    /// Resize so the shortest side has this length (`None`: no resize).
-    pub shortest_edge: Option<usize>,
+    /// How the image is resized (`None`: not at all).
+    pub resize: Option<Resize>,
+    /// The resampling filter of the resize (PIL's).
+    pub resample: Resample,
     /// Center crop to `(height, width)` (`None`: no crop).
     pub crop: Option<(usize, usize)>,
     /// Multiply 8-bit values by this (`None`: no rescale).
@@ -409,6 +514,44 @@ pub struct PreprocessConfig {
     pub mean_std: Option<([f32; 3], [f32; 3])>,
     /// How the center crop's offset is rounded when the margin is odd.
     pub crop_rounding: CropRounding,
+}
+
+/// The target of a resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// The shortest side becomes this long, the aspect ratio kept (CLIP).
+    ShortestEdge(usize),
+    /// Exactly this size, the aspect ratio not kept (SigLIP).
+    Exact { height: usize, width: usize },
+}
+
+/// A resampling filter, as PIL implements it (antialiased on downscale). The numbers are
+/// PIL's, as `preprocessor_config.json` files write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// `resample: 2`.
+    Bilinear,
+    /// `resample: 3`.
+    Bicubic,
+}
+
+impl Resample {
+    /// The filter of PIL's number, if supported.
+    pub fn from_pil(code: u64) -> Option<Self> {
+        match code {
+            2 => Some(Resample::Bilinear),
+            3 => Some(Resample::Bicubic),
+            _ => None,
+        }
+    }
+
+    /// PIL's number of the filter.
+    pub fn pil(self) -> u8 {
+        match self {
+            Resample::Bilinear => 2,
+            Resample::Bicubic => 3,
+        }
+    }
 }
 
 /// Where a center crop starts when the margin `size - crop` is odd: the references differ by
@@ -427,13 +570,16 @@ pub enum CropRounding {
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP's normalization constants.
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+/// `transformers`' `IMAGENET_STANDARD_MEAN` and `_STD` (SigLIP's): values to `[-1, 1]`.
+pub const STANDARD_MEAN_STD: ([f32; 3], [f32; 3]) = ([0.5; 3], [0.5; 3]);
 
 impl PreprocessConfig {
     /// OpenAI's preprocessing (PIL bicubic resize, torchvision center crop) for a model with the
     /// given input size.
     pub fn openai(image_size: usize) -> Self {
         Self {
-            shortest_edge: Some(image_size),
+            resize: Some(Resize::ShortestEdge(image_size)),
+            resample: Resample::Bicubic,
             crop: Some((image_size, image_size)),
             rescale_factor: Some(1.0 / 255.0),
             mean_std: Some((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)),
@@ -442,8 +588,8 @@ impl PreprocessConfig {
     }
 
     /// `transformers`' `CLIPImageProcessor` defaults for a model of the given input size: as
-    /// [`PreprocessConfig::openai`], with the crop offset floored. Hugging Face directories
-    /// without a `preprocessor_config.json` use this.
+    /// [`PreprocessConfig::openai`], with the crop offset floored. Hugging Face CLIP
+    /// directories without a `preprocessor_config.json` use this.
     pub fn clip_image_processor(image_size: usize) -> Self {
         Self {
             crop_rounding: CropRounding::Floor,
@@ -451,11 +597,57 @@ impl PreprocessConfig {
         }
     }
 
+    /// `transformers`' `SiglipImageProcessor` defaults for a model of the given input size: a
+    /// bicubic resize to the exact size (no crop), values to `[-1, 1]`.
+    pub fn siglip_image_processor(image_size: usize) -> Self {
+        Self {
+            resize: Some(Resize::Exact {
+                height: image_size,
+                width: image_size,
+            }),
+            crop: None,
+            mean_std: Some(STANDARD_MEAN_STD),
+            ..Self::clip_image_processor(image_size)
+        }
+    }
+
+    /// The image processor's defaults for a model of `architecture` and `image_size`.
+    pub fn defaults(architecture: Architecture, image_size: usize) -> Self {
+        match architecture {
+            Architecture::Clip => Self::clip_image_processor(image_size),
+            Architecture::Siglip => Self::siglip_image_processor(image_size),
+        }
+    }
+
     /// Parse a `preprocessor_config.json` (`CLIPImageProcessor`); absent fields take the
-    /// processor's defaults for a model of `image_size`.
+    /// processor's defaults for a CLIP model of `image_size`.
     pub fn from_json(text: &str, image_size: usize) -> Result<Self> {
+        Self::from_json_for(text, Architecture::Clip, image_size)
+    }
+
+    /// Parse a `preprocessor_config.json` of a model of `architecture`: absent fields take the
+    /// defaults of its `image_processor_type` (`CLIPImageProcessor` or `SiglipImageProcessor`),
+    /// or where it names none, of the architecture's processor.
+    pub fn from_json_for(
+        text: &str,
+        architecture: Architecture,
+        image_size: usize,
+    ) -> Result<Self> {
         let (raw, _): (RawPreprocessor, Value) = parse(text, PREPROCESSOR)?;
-        let defaults = Self::clip_image_processor(image_size);
+        let processor = match raw.image_processor_type.as_deref() {
+            None => architecture,
+            Some(name) if name.starts_with("CLIPImageProcessor") => Architecture::Clip,
+            Some(name) if name.starts_with("SiglipImageProcessor") => Architecture::Siglip,
+            Some(other) => {
+                return Err(Error::Config {
+                    file: PREPROCESSOR,
+                    message: format!(
+                        "`image_processor_type`: {other} is not supported (CLIPImageProcessor or SiglipImageProcessor)"
+                    ),
+                })
+            }
+        };
+        let defaults = Self::defaults(processor, image_size);
         let (default_mean, default_std) = defaults.mean_std.expect("normalizes");
         let triple =
             |field: &str, values: Option<Vec<f32>>, default: [f32; 3]| match values.as_deref() {
@@ -467,16 +659,26 @@ impl PreprocessConfig {
                     message: format!("`{field}` must be a list of 3 numbers, found {other:?}"),
                 }),
             };
-        let shortest_edge = match raw.size {
-            _ if !raw.do_resize => None,
-            None => Some(image_size),
+        let resize = match raw.size {
+            _ if !raw.do_resize.unwrap_or(true) => None,
+            None => defaults.resize,
             Some(Size::Side(side))
             | Some(Size::ShortestEdge {
                 shortest_edge: side,
-            }) => Some(side),
+            }) => Some(Resize::ShortestEdge(side)),
+            Some(Size::HeightWidth { height, width }) => Some(Resize::Exact { height, width }),
+        };
+        let resample = match raw.resample {
+            None => defaults.resample,
+            Some(code) => Resample::from_pil(code).ok_or_else(|| Error::Config {
+                file: PREPROCESSOR,
+                message: format!(
+                    "`resample`: {code} is not supported (2 = bilinear or 3 = bicubic)"
+                ),
+            })?,
         };
         let crop = match raw.crop_size {
-            _ if !raw.do_center_crop => None,
+            _ if !raw.do_center_crop.unwrap_or(defaults.crop.is_some()) => None,
             None => Some((image_size, image_size)),
             Some(Crop::Side(side)) => Some((side, side)),
             Some(Crop::HeightWidth { height, width }) => {
@@ -484,7 +686,8 @@ impl PreprocessConfig {
             }
         };
         let config = Self {
-            shortest_edge,
+            resize,
+            resample,
             crop,
             rescale_factor: raw.do_rescale.then_some(raw.rescale_factor as f32),
             mean_std: match raw.do_normalize {
@@ -501,7 +704,8 @@ impl PreprocessConfig {
     }
 
     /// Check the values against a model whose input is `image_size` pixels square: sizes
-    /// positive and bounded, the crop equal to the model's input, finite factors, nonzero stds.
+    /// positive and bounded, the output (crop, else resize) equal to the model's input, finite
+    /// factors, nonzero stds.
     pub fn validate(&self, image_size: usize) -> Result<()> {
         let bad = |field: &str, message: String| {
             Err(Error::Config {
@@ -510,8 +714,18 @@ impl PreprocessConfig {
             })
         };
         let max = SIZE_LIMITS.image_side;
+        let (resize_h, resize_w) = match self.resize {
+            Some(Resize::ShortestEdge(side)) => (Some(side), None),
+            Some(Resize::Exact { height, width }) => (Some(height), Some(width)),
+            None => (None, None),
+        };
         let sizes = [
-            ("size.shortest_edge", self.shortest_edge),
+            (
+                "size.shortest_edge",
+                resize_h.filter(|_| resize_w.is_none()),
+            ),
+            ("size.height", resize_h.filter(|_| resize_w.is_some())),
+            ("size.width", resize_w),
             ("crop_size.height", self.crop.map(|c| c.0)),
             ("crop_size.width", self.crop.map(|c| c.1)),
         ];
@@ -524,13 +738,26 @@ impl PreprocessConfig {
                 _ => {}
             }
         }
-        if let Some((h, w)) = self.crop {
-            if (h, w) != (image_size, image_size) {
+        match (self.crop, self.resize) {
+            (Some((h, w)), _)
+            | (
+                None,
+                Some(Resize::Exact {
+                    height: h,
+                    width: w,
+                }),
+            ) if (h, w) != (image_size, image_size) => {
+                let field = if self.crop.is_some() {
+                    "crop_size"
+                } else {
+                    "size"
+                };
                 return bad(
-                    "crop_size",
+                    field,
                     format!("{w}x{h} differs from the model's image_size {image_size}"),
                 );
             }
+            _ => {}
         }
         if let Some(f) = self.rescale_factor.filter(|f| !f.is_finite()) {
             return bad("rescale_factor", format!("{f} is not a finite number"));
@@ -546,15 +773,23 @@ impl PreprocessConfig {
         Ok(())
     }
 
-    /// Write this as a `preprocessor_config.json` for `CLIPImageProcessor`.
+    /// Write this as a `preprocessor_config.json` (`CLIPImageProcessor`'s fields, which
+    /// `SiglipImageProcessor` shares).
     pub fn to_json(&self) -> String {
         let (mean, std) = self.mean_std.unwrap_or((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD));
         let (crop_h, crop_w) = self.crop.unwrap_or((0, 0));
+        let size = match self.resize {
+            Some(Resize::ShortestEdge(side)) => serde_json::json!({"shortest_edge": side}),
+            Some(Resize::Exact { height, width }) => {
+                serde_json::json!({"height": height, "width": width})
+            }
+            None => serde_json::json!({"shortest_edge": 0}),
+        };
         let value = serde_json::json!({
             "image_processor_type": "CLIPImageProcessor",
-            "do_resize": self.shortest_edge.is_some(),
-            "size": {"shortest_edge": self.shortest_edge.unwrap_or(0)},
-            "resample": 3,
+            "do_resize": self.resize.is_some(),
+            "size": size,
+            "resample": self.resample.pil(),
             "do_center_crop": self.crop.is_some(),
             "crop_size": {"height": crop_h, "width": crop_w},
             "do_rescale": self.rescale_factor.is_some(),
@@ -568,13 +803,16 @@ impl PreprocessConfig {
     }
 }
 
-/// The fields of a `preprocessor_config.json` that CLIP's preprocessing reads.
+/// The fields of a `preprocessor_config.json` that the preprocessing reads (absent booleans
+/// that differ between processors stay `None` here).
 #[derive(Deserialize)]
 #[serde(default)]
 struct RawPreprocessor {
-    do_resize: bool,
+    image_processor_type: Option<String>,
+    do_resize: Option<bool>,
     size: Option<Size>,
-    do_center_crop: bool,
+    resample: Option<u64>,
+    do_center_crop: Option<bool>,
     crop_size: Option<Crop>,
     do_rescale: bool,
     rescale_factor: f64,
@@ -586,9 +824,11 @@ struct RawPreprocessor {
 impl Default for RawPreprocessor {
     fn default() -> Self {
         Self {
-            do_resize: true,
+            image_processor_type: None,
+            do_resize: None,
             size: None,
-            do_center_crop: true,
+            resample: None,
+            do_center_crop: None,
             crop_size: None,
             do_rescale: true,
             rescale_factor: 1.0 / 255.0,
@@ -599,15 +839,17 @@ impl Default for RawPreprocessor {
     }
 }
 
-/// `size`: the shortest edge, as a number (older configs) or `{"shortest_edge": n}`.
+/// `size`: the shortest edge, as a number (older configs) or `{"shortest_edge": n}`, or an
+/// exact `{"height": h, "width": w}`.
 #[derive(Deserialize)]
 #[serde(
     untagged,
-    expecting = "expected a number or {\"shortest_edge\": n} (CLIP resizes the shortest edge)"
+    expecting = "expected a number, {\"shortest_edge\": n} or {\"height\": h, \"width\": w}"
 )]
 enum Size {
     Side(usize),
     ShortestEdge { shortest_edge: usize },
+    HeightWidth { height: usize, width: usize },
 }
 
 /// `crop_size`: a number or `{"height": h, "width": w}`.

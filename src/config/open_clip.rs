@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    parse, Activation, ClipConfig, CropRounding, PreprocessConfig, TextConfig, VisionConfig,
-    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+    parse, Activation, Architecture, ClipConfig, CropRounding, PreprocessConfig, Resample,
+    TextConfig, TextPooling, VisionConfig, VisionPooling, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 use crate::error::{Error, Result};
 
@@ -291,7 +291,8 @@ pub fn from_json(text: &str) -> Result<(ClipConfig, PreprocessConfig)> {
             bos_token_id: t.vocab_size.saturating_sub(2) as u32,
             eos_token_id: t.vocab_size.saturating_sub(1) as u32,
             pad_token_id: PAD_ID,
-            argmax_pooling: true,
+            projection_size: None,
+            pooling: TextPooling::Argmax,
         },
         vision: VisionConfig {
             hidden_size: v.width,
@@ -303,18 +304,24 @@ pub fn from_json(text: &str) -> Result<(ClipConfig, PreprocessConfig)> {
             num_channels: 3,
             hidden_act: activation,
             layer_norm_eps: 1e-5,
+            pooling: VisionPooling::ClassToken,
         },
         projection_dim: m.embed_dim,
         logit_scale_init_value: (1.0f64 / 0.07).ln(),
+        architecture: Architecture::Clip,
     };
     config.validate()?;
     let p = &file.preprocess_cfg;
-    if p.interpolation != "bicubic" {
-        return Err(bad(
-            "preprocess_cfg.interpolation",
-            format!("`{}` is not supported (only bicubic)", p.interpolation),
-        ));
-    }
+    let resample = match p.interpolation.as_str() {
+        "bicubic" => Resample::Bicubic,
+        "bilinear" => Resample::Bilinear,
+        other => {
+            return Err(bad(
+                "preprocess_cfg.interpolation",
+                format!("`{other}` is not supported (bicubic or bilinear)"),
+            ))
+        }
+    };
     if p.resize_mode != "shortest" {
         return Err(bad(
             "preprocess_cfg.resize_mode",
@@ -331,6 +338,7 @@ pub fn from_json(text: &str) -> Result<(ClipConfig, PreprocessConfig)> {
             triple("preprocess_cfg.mean", &p.mean)?,
             triple("preprocess_cfg.std", &p.std)?,
         )),
+        resample,
         // open_clip's transform: torchvision's Resize and CenterCrop.
         crop_rounding: CropRounding::HalfEven,
         ..PreprocessConfig::openai(image_size)

@@ -1,4 +1,5 @@
-//! The two towers, their projections into one space, and the learned temperature.
+//! The two towers, their projections into one space (CLIP; SigLIP's towers end in their own
+//! heads), the learned temperature and (SigLIP) bias.
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -7,44 +8,50 @@ use burn::tensor::{Device, Tensor};
 use super::layers::{apply, linear};
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
-use crate::config::ClipConfig;
+use crate::config::{siglip, Architecture, ClipConfig};
 
-/// A CLIP model (`CLIPModel` in `transformers`), on any burn device. Field names follow the
-/// checkpoint's tensor names; `weights::mapping` lists the few places where they differ.
+/// A CLIP model (`CLIPModel` in `transformers`) or a SigLIP model (`SiglipModel`), on any burn
+/// device. Field names follow the checkpoint's tensor names; `weights::mapping` lists the few
+/// places where they differ.
 #[derive(Module, Debug)]
 pub struct ClipModel {
     pub text_model: TextTransformer,
     pub vision_model: VisionTransformer,
-    pub text_projection: Linear,
-    pub visual_projection: Linear,
-    /// Log of the inverse temperature; logits are `exp(logit_scale) * cos`.
+    /// CLIP only.
+    pub text_projection: Option<Linear>,
+    /// CLIP only.
+    pub visual_projection: Option<Linear>,
+    /// Log of the inverse temperature; logits are `exp(logit_scale) * cos (+ logit_bias)`.
     pub logit_scale: Param<Tensor<1>>,
+    /// SigLIP only.
+    pub logit_bias: Option<Param<Tensor<1>>>,
 }
 
 impl ClipModel {
     /// A model with freshly initialised (lazy) parameters.
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
-        let projection = config.projection_dim;
+        let clip = config.architecture == Architecture::Clip;
+        let projection =
+            |width: usize| clip.then(|| linear(width, config.projection_dim, false, device));
+        let scalar = |value: f64| Param::from_tensor(Tensor::from_floats([value as f32], device));
         Self {
             text_model: TextTransformer::new(&config.text, device),
             vision_model: VisionTransformer::new(&config.vision, device),
-            text_projection: linear(config.text.hidden_size, projection, false, device),
-            visual_projection: linear(config.vision.hidden_size, projection, false, device),
-            logit_scale: Param::from_tensor(Tensor::from_floats(
-                [config.logit_scale_init_value as f32],
-                device,
-            )),
+            text_projection: projection(config.text.hidden_size),
+            visual_projection: projection(config.vision.hidden_size),
+            logit_scale: scalar(config.logit_scale_init_value),
+            logit_bias: (!clip).then(|| scalar(siglip::INIT_LOGIT_BIAS)),
         }
     }
 
     /// Projected, unnormalized image features `[batch, projection_dim]`.
     pub fn image_features(&self, pixels: Tensor<4>) -> Tensor<2> {
-        apply(&self.visual_projection, self.vision_model.forward(pixels))
+        project(&self.visual_projection, self.vision_model.forward(pixels))
     }
 
     /// Projected, unnormalized text features `[batch, projection_dim]`.
     pub fn text_features(&self, tokens: &TokenBatch) -> Tensor<2> {
-        apply(&self.text_projection, self.text_model.forward(tokens))
+        project(&self.text_projection, self.text_model.forward(tokens))
     }
 
     /// L2-normalized image embeddings.
@@ -55,6 +62,13 @@ impl ClipModel {
     /// L2-normalized text embeddings.
     pub fn embed_texts(&self, tokens: &TokenBatch) -> Tensor<2> {
         l2_normalize(self.text_features(tokens))
+    }
+}
+
+fn project(projection: &Option<Linear>, features: Tensor<2>) -> Tensor<2> {
+    match projection {
+        Some(projection) => apply(projection, features),
+        None => features,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Building blocks shared by both towers: activations, multi-head attention, the MLP and the
-//! pre-LayerNorm encoder layer of CLIP's transformers.
+//! pre-LayerNorm encoder layer of CLIP's and SigLIP's transformers.
 
 use burn::module::{Module, Param};
 use burn::nn::{
@@ -92,14 +92,45 @@ impl Attention {
             .reshape([batch, seq, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
+        self.output(part(0), part(1), part(2), mask, causal)
+    }
+
+    /// Attention of `query` (`[batch, queries, hidden]`) over `x` (`[batch, seq, hidden]`),
+    /// unmasked: SigLIP's pooling head. Q comes from `query`, K and V from `x`.
+    pub fn attend(&self, query: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
+        let hidden = x.dims()[2];
+        let heads = |t: Tensor<3>| {
+            let [batch, seq, _] = t.dims();
+            t.reshape([batch, seq, self.num_heads, hidden / self.num_heads])
+                .swap_dims(1, 2)
+        };
+        let q = apply(&self.qkv_proj, query).narrow(2, 0, hidden);
+        let kv = apply(&self.qkv_proj, x);
+        let (k, v) = (
+            kv.clone().narrow(2, hidden, hidden),
+            kv.narrow(2, 2 * hidden, hidden),
+        );
+        self.output(heads(q), heads(k), heads(v), None, false)
+    }
+
+    /// Attention over heads `[batch, heads, seq, head_dim]`, then the output projection.
+    fn output(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        mask: Option<Tensor<4, Bool>>,
+        causal: bool,
+    ) -> Tensor<3> {
+        let [batch, _, queries, head_dim] = q.dims();
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: causal,
         };
-        let context = attention(part(0), part(1), part(2), mask, None, options)
+        let context = attention(q, k, v, mask, None, options)
             .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
+            .reshape([batch, queries, self.num_heads * head_dim]);
         apply(&self.out_proj, context)
     }
 }

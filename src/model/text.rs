@@ -1,20 +1,22 @@
-//! The causal text transformer and its pooling rule.
+//! The text transformer (causal in CLIP, bidirectional in SigLIP) and its pooling rules.
 
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm};
+use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::layers::{embedding, layer_norm, Encoder, EncoderShape};
-use crate::config::TextConfig;
+use super::layers::{apply, embedding, layer_norm, linear, Encoder, EncoderShape};
+use crate::config::{TextConfig, TextPooling};
 use crate::error::{Error, Result};
 
-/// CLIP's text transformer (`CLIPTextTransformer` in `transformers`; field names follow its
-/// checkpoint names).
+/// The text transformer (`CLIPTextTransformer` / `SiglipTextTransformer` in `transformers`;
+/// field names follow their checkpoint names).
 #[derive(Module, Debug)]
 pub struct TextTransformer {
     pub embeddings: TextEmbeddings,
     pub encoder: Encoder,
     pub final_layer_norm: LayerNorm,
+    /// SigLIP's linear head on the pooled token (CLIP projects outside the tower).
+    pub head: Option<Linear>,
 }
 
 /// Token and position embeddings (`CLIPTextEmbeddings`).
@@ -31,18 +33,22 @@ pub struct TextEmbeddings {
 pub struct TokenBatch {
     /// `[batch, seq]` token ids; padding positions hold `pad_token_id`.
     pub ids: Tensor<2, Int>,
-    /// `[batch, 1, seq, seq]`, true at keys a query must not see: padding, and with
-    /// `causal_in_mask` also later positions; `None` when nothing is padded.
+    /// `[batch, 1, seq, seq]`, true at keys a query must not see: padding, and with a fixed
+    /// shape also later positions; `None` when nothing is masked (and always for SigLIP, which
+    /// attends to its padding as it was trained to).
     pub padding_mask: Option<Tensor<4, Bool>>,
-    /// The mask holds the causal rule too (fixed shapes, for GPU devices: burn's attention
-    /// would otherwise build a causal mask in every layer).
-    pub causal_in_mask: bool,
+    /// burn's attention applies the causal rule: a causal tower whose mask does not hold it
+    /// (with fixed shapes, for GPU devices, the mask holds it: burn's attention would otherwise
+    /// build a causal mask in every layer).
+    pub causal: bool,
     /// Flat index `b * seq + position` of the token each sequence is pooled at.
     pub pool_index: Tensor<1, Int>,
 }
 
 impl TokenBatch {
-    /// Pad `sequences` into one batch. Each sequence must be non-empty and fit the context.
+    /// Pad `sequences` into one batch. Each sequence must be non-empty and fit the context. A
+    /// SigLIP batch ([`TextPooling::Last`]) always spans the whole context, padded with
+    /// `pad_token_id` where the tokenizer has not padded already.
     pub fn new(sequences: &[Vec<u32>], config: &TextConfig, device: &Device) -> Result<Self> {
         Self::build(sequences, config, device, None)
     }
@@ -70,6 +76,12 @@ impl TokenBatch {
             return Err(Error::Input("no token sequences to encode".into()));
         }
         let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        let bidirectional = !config.is_causal();
+        let shape = match shape {
+            Some([batch, _]) if bidirectional => Some([batch, config.max_position_embeddings]),
+            None if bidirectional => Some([sequences.len(), config.max_position_embeddings]),
+            shape => shape,
+        };
         let [batch, seq] = shape.unwrap_or([sequences.len(), longest]);
         if batch < sequences.len() || seq < longest {
             return Err(Error::Input(format!(
@@ -105,11 +117,15 @@ impl TokenBatch {
                 config.pad_token_id as i64,
                 seq - tokens.len(),
             ));
-            pool.push((b * seq + pool_position(tokens, config)) as i64);
+            let position = match config.pooling {
+                TextPooling::Last => seq - 1,
+                TextPooling::Eos | TextPooling::Argmax => pool_position(tokens, config),
+            };
+            pool.push((b * seq + position) as i64);
         }
-        let causal_in_mask = shape.is_some();
+        let causal_in_mask = shape.is_some() && !bidirectional;
         let padded = causal_in_mask || sequences.iter().any(|s| s.len() < seq);
-        let padding_mask = padded.then(|| {
+        let padding_mask = (padded && !bidirectional).then(|| {
             let mut mask = Vec::with_capacity(batch * seq * seq);
             for tokens in &sequences {
                 for query in 0..seq {
@@ -123,7 +139,7 @@ impl TokenBatch {
         Ok(Self {
             ids: Tensor::from_data(TensorData::new(ids, [batch, seq]), device),
             padding_mask,
-            causal_in_mask,
+            causal: !bidirectional && !causal_in_mask,
             pool_index: Tensor::from_data(TensorData::new(pool, [batch]), device),
         })
     }
@@ -146,6 +162,9 @@ pub fn pool_position(tokens: &[u32], config: &TextConfig) -> usize {
 
 impl TextTransformer {
     pub fn new(config: &TextConfig, device: &Device) -> Self {
+        let head = config
+            .projection_size
+            .map(|width| linear(config.hidden_size, width, true, device));
         let hidden = config.hidden_size;
         let shape = EncoderShape {
             hidden,
@@ -162,6 +181,7 @@ impl TextTransformer {
             },
             encoder: Encoder::new(&shape, device),
             final_layer_norm: layer_norm(hidden, config.layer_norm_eps, device),
+            head,
         }
     }
 
@@ -178,10 +198,15 @@ impl TextTransformer {
                 .map_or(1, |l| l.self_attn.num_heads);
             m.expand([size, heads, seq, seq])
         });
-        let x = self.encoder.forward(x, mask, !batch.causal_in_mask);
+        let x = self.encoder.forward(x, mask, batch.causal);
         let x = self.final_layer_norm.forward(x);
-        x.reshape([size * seq, hidden])
-            .select(0, batch.pool_index.clone())
+        let pooled = x
+            .reshape([size * seq, hidden])
+            .select(0, batch.pool_index.clone());
+        match &self.head {
+            Some(head) => apply(head, pooled),
+            None => pooled,
+        }
     }
 }
 

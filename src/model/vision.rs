@@ -1,32 +1,51 @@
-//! The ViT image tower: patches, a class token, a pre-LN transformer, the class token out.
+//! The ViT image tower: patches (CLIP: and a class token), a pre-LN transformer, pooling (CLIP:
+//! the class token; SigLIP: an attention-pooling head).
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{apply, embedding, layer_norm, linear, normal, Encoder, EncoderShape};
-use crate::config::VisionConfig;
+use super::layers::{
+    apply, embedding, layer_norm, linear, normal, Attention, Encoder, EncoderShape, Mlp,
+};
+use crate::config::{VisionConfig, VisionPooling};
 
-/// CLIP's vision transformer (`CLIPVisionTransformer` in `transformers`; field names follow its
-/// checkpoint names, and `pre_layrnorm` is spelled as there).
+/// The vision transformer (`CLIPVisionTransformer` / `SiglipVisionTransformer` in
+/// `transformers`; field names follow their checkpoint names, and `pre_layrnorm` is spelled as
+/// there).
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
     pub embeddings: VisionEmbeddings,
-    pub pre_layrnorm: LayerNorm,
+    /// CLIP only.
+    pub pre_layrnorm: Option<LayerNorm>,
     pub encoder: Encoder,
     pub post_layernorm: LayerNorm,
+    /// SigLIP only.
+    pub head: Option<AttentionPoolingHead>,
 }
 
-/// Patches and the class token, with their learned positions (`CLIPVisionEmbeddings`).
+/// Patches (and CLIP's class token), with their learned positions (`CLIPVisionEmbeddings`).
 #[derive(Module, Debug)]
 pub struct VisionEmbeddings {
-    /// The patch convolution (stride = kernel, no bias) as a matrix
+    /// The patch convolution (stride = kernel; a bias in SigLIP) as a matrix
     /// `[channels * patch * patch, hidden]` over flattened patches.
     pub patch_embedding: Linear,
-    pub class_embedding: Param<Tensor<1>>,
-    /// `[num_patches + 1, hidden]`.
+    /// CLIP only.
+    pub class_embedding: Option<Param<Tensor<1>>>,
+    /// `[num_positions, hidden]`.
     pub position_embedding: Embedding,
     pub patch_size: usize,
+}
+
+/// SigLIP's pooling (`SiglipMultiheadAttentionPoolingHead`): a learned probe attends over the
+/// patches (`torch.nn.MultiheadAttention`, its `in_proj` our `qkv_proj`), then a residual MLP.
+#[derive(Module, Debug)]
+pub struct AttentionPoolingHead {
+    /// `[1, 1, hidden]`.
+    pub probe: Param<Tensor<3>>,
+    pub attention: Attention,
+    pub layernorm: LayerNorm,
+    pub mlp: Mlp,
 }
 
 impl VisionTransformer {
@@ -41,16 +60,24 @@ impl VisionTransformer {
             activation: config.hidden_act,
             layer_norm_eps: config.layer_norm_eps,
         };
+        let clip = config.pooling == VisionPooling::ClassToken;
+        let eps = config.layer_norm_eps;
         Self {
             embeddings: VisionEmbeddings {
-                patch_embedding: linear(patch_dim, hidden, false, device),
-                class_embedding: normal([hidden], 0.02, device),
+                patch_embedding: linear(patch_dim, hidden, !clip, device),
+                class_embedding: clip.then(|| normal([hidden], 0.02, device)),
                 position_embedding: embedding(config.num_positions(), hidden, 0.02, device),
                 patch_size: config.patch_size,
             },
-            pre_layrnorm: layer_norm(hidden, config.layer_norm_eps, device),
+            pre_layrnorm: clip.then(|| layer_norm(hidden, eps, device)),
             encoder: Encoder::new(&shape, device),
-            post_layernorm: layer_norm(hidden, config.layer_norm_eps, device),
+            post_layernorm: layer_norm(hidden, eps, device),
+            head: (!clip).then(|| AttentionPoolingHead {
+                probe: normal([1, 1, hidden], 0.02, device),
+                attention: Attention::new(hidden, shape.heads, device),
+                layernorm: layer_norm(hidden, eps, device),
+                mlp: Mlp::new(hidden, shape.intermediate, shape.activation, device),
+            }),
         }
     }
 
@@ -59,15 +86,23 @@ impl VisionTransformer {
         let batch = pixels.dims()[0];
         let x = self.embeddings.forward(pixels);
         let hidden = x.dims()[2];
-        let x = self.pre_layrnorm.forward(x);
+        let x = match &self.pre_layrnorm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
         let x = self.encoder.forward(x, None, false);
-        let class_token = x.narrow(1, 0, 1).reshape([batch, hidden]);
-        self.post_layernorm.forward(class_token)
+        match &self.head {
+            Some(head) => head.forward(self.post_layernorm.forward(x)),
+            None => {
+                let class_token = x.narrow(1, 0, 1).reshape([batch, hidden]);
+                self.post_layernorm.forward(class_token)
+            }
+        }
     }
 }
 
 impl VisionEmbeddings {
-    /// `pixels`: `[batch, channels, size, size]` → `[batch, 1 + patches, hidden]`.
+    /// `pixels`: `[batch, channels, size, size]` → `[batch, positions, hidden]`.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
         let [batch, channels, height, width] = pixels.dims();
         let p = self.patch_size;
@@ -77,14 +112,29 @@ impl VisionEmbeddings {
             .reshape([batch, channels, rows, p, cols, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch, rows * cols, channels * p * p]);
-        let patches = apply(&self.patch_embedding, patches);
-        let hidden = patches.dims()[2];
-        let class = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, hidden])
-            .expand([batch, 1, hidden]);
-        let x = Tensor::cat(vec![class, patches], 1);
+        let x = apply(&self.patch_embedding, patches);
+        let hidden = x.dims()[2];
+        let x = match &self.class_embedding {
+            Some(class) => {
+                let class = class
+                    .val()
+                    .reshape([1, 1, hidden])
+                    .expand([batch, 1, hidden]);
+                Tensor::cat(vec![class, x], 1)
+            }
+            None => x,
+        };
         x + self.position_embedding.weight.val().unsqueeze::<3>()
+    }
+}
+
+impl AttentionPoolingHead {
+    /// `x`: `[batch, positions, hidden]` → `[batch, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let [batch, _, hidden] = x.dims();
+        let probe = self.probe.val().expand([batch, 1, hidden]);
+        let pooled = self.attention.attend(probe, x);
+        let pooled = pooled.clone() + self.mlp.forward(self.layernorm.forward(pooled));
+        pooled.reshape([batch, hidden])
     }
 }

@@ -1,5 +1,8 @@
-//! CLIP tokenization: open_clip's text clean-up, then the BPE of a `tokenizer.json` through the
-//! `tokenizers` crate, with the start and end tokens and truncation that keeps the end token.
+//! Tokenization through the `tokenizers` crate, with each family's rules. CLIP: open_clip's text
+//! clean-up, then the BPE of a `tokenizer.json` with the start and end tokens. SigLIP: the
+//! `tokenizer.json` as it is (its post-processor appends the end token), padded to the whole
+//! context as the reference processor pads (`padding="max_length"`). Both cut long texts keeping
+//! the end token.
 
 mod clean;
 mod html;
@@ -8,11 +11,13 @@ pub use clean::clean_text;
 
 use crate::error::{Error, Result};
 
-/// A CLIP tokenizer for one model.
+/// The tokenizer of one model.
 #[derive(Clone)]
 pub struct ClipTokenizer {
     inner: tokenizers::Tokenizer,
     max_len: usize,
+    /// SigLIP: pad every sequence to `max_len` with this id.
+    pad_to_max: Option<u32>,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -20,6 +25,7 @@ impl std::fmt::Debug for ClipTokenizer {
         f.debug_struct("ClipTokenizer")
             .field("vocab_size", &self.inner.get_vocab_size(true))
             .field("max_len", &self.max_len)
+            .field("pad_to_max", &self.pad_to_max)
             .finish()
     }
 }
@@ -37,7 +43,34 @@ impl ClipTokenizer {
                 "max length {max_len} leaves no room for the start and end tokens"
             )));
         }
-        Ok(Self { inner, max_len })
+        Ok(Self {
+            inner,
+            max_len,
+            pad_to_max: None,
+        })
+    }
+
+    /// Load a SigLIP `tokenizer.json`: texts are encoded as it says (no CLIP clean-up), cut to
+    /// `max_len` keeping the end token, and padded to `max_len` with the pad token:
+    /// `tokenizer_config.json`'s `pad_token` where given, else the `tokenizer.json`'s padding
+    /// token, else `<pad>`.
+    pub fn siglip_from_bytes(
+        json: &[u8],
+        tokenizer_config: Option<&str>,
+        max_len: usize,
+    ) -> Result<Self> {
+        let mut tokenizer = Self::from_bytes(json, max_len)?;
+        let configured = match tokenizer_config {
+            Some(text) => pad_token(text)?,
+            None => None,
+        };
+        let padding = tokenizer.inner.get_padding().map(|p| p.pad_token.clone());
+        let name = configured.or(padding).unwrap_or_else(|| "<pad>".into());
+        let id = tokenizer.inner.token_to_id(&name).ok_or_else(|| {
+            Error::Tokenizer(format!("the pad token {name:?} is not in the vocabulary"))
+        })?;
+        tokenizer.pad_to_max = Some(id);
+        Ok(tokenizer)
     }
 
     /// The wrapped `tokenizers` tokenizer.
@@ -45,10 +78,13 @@ impl ClipTokenizer {
         &self.inner
     }
 
-    /// Token ids of one text, start and end tokens included, without padding. A text longer
+    /// Token ids of one text, special tokens included, padded only for SigLIP. A text longer
     /// than the context is cut, keeping the end token last (as open_clip does).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let cleaned = clean_text(text);
+        let cleaned = match self.pad_to_max {
+            None => clean_text(text),
+            Some(_) => text.to_string(),
+        };
         let encoding = self
             .inner
             .encode(cleaned.as_str(), true)
@@ -59,6 +95,9 @@ impl ClipTokenizer {
             ids.truncate(self.max_len);
             ids[self.max_len - 1] = last;
         }
+        if let Some(pad) = self.pad_to_max {
+            ids.resize(self.max_len, pad);
+        }
         Ok(ids)
     }
 
@@ -66,4 +105,14 @@ impl ClipTokenizer {
     pub fn encode_batch(&self, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<u32>>> {
         texts.iter().map(|t| self.encode(t.as_ref())).collect()
     }
+}
+
+/// The `pad_token` of a `tokenizer_config.json`, if it names one (a string, or an object with
+/// `content`).
+fn pad_token(tokenizer_config: &str) -> Result<Option<String>> {
+    let value: serde_json::Value = serde_json::from_str(tokenizer_config)
+        .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json: invalid JSON: {e}")))?;
+    let token = &value["pad_token"];
+    let name = token.get("content").unwrap_or(token);
+    Ok(name.as_str().map(str::to_string))
 }

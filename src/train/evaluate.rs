@@ -74,10 +74,10 @@ pub fn synthetic(clip: &Clip, step: u64, images: usize, seed: u64) -> Result<Eva
     let shape_prompts = block_on(clip.embed_prompts(&SHAPES, &shape_templates))?;
     let colour_names: Vec<&str> = COLOURS.iter().map(|(name, _)| *name).collect();
     let colour_prompts = block_on(clip.embed_prompts(&colour_names, &colour_templates))?;
-    let scale = clip.logit_scale();
+    let scoring = clip.scoring();
     let best = |embedding: &[f32], names: &[&str], prompts: &[Vec<Vec<f32>>]| -> usize {
         let scores =
-            tasks::ensemble_scores(embedding, names, prompts, scale, Ensemble::Probability);
+            tasks::ensemble_scores(embedding, names, prompts, scoring, Ensemble::Probability);
         names
             .iter()
             .position(|n| *n == scores[0].label)

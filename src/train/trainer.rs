@@ -16,7 +16,10 @@ use super::loss::clip_loss;
 use super::optim::{learning_rate, AdamW, AdamWConfig};
 use super::synthetic::Rng;
 use super::vocab::{self, train_tokenizer};
-use crate::config::{Activation, ClipConfig, PreprocessConfig, TextConfig, VisionConfig};
+use crate::config::{
+    Activation, Architecture, ClipConfig, PreprocessConfig, TextConfig, TextPooling, VisionConfig,
+    VisionPooling,
+};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
 use crate::model::{values, ClipModel, TokenBatch};
@@ -68,7 +71,8 @@ impl TrainConfig {
                     bos_token_id: vocab::BOS_ID,
                     eos_token_id: vocab::EOS_ID,
                     pad_token_id: vocab::EOS_ID,
-                    argmax_pooling: false,
+                    projection_size: None,
+                    pooling: TextPooling::Eos,
                 },
                 vision: VisionConfig {
                     hidden_size: 64,
@@ -80,9 +84,11 @@ impl TrainConfig {
                     num_channels: 3,
                     hidden_act: Activation::QuickGelu,
                     layer_norm_eps: 1e-5,
+                    pooling: VisionPooling::ClassToken,
                 },
                 projection_dim: 64,
                 logit_scale_init_value: (1.0f64 / 0.07).ln(),
+                architecture: Architecture::Clip,
             },
             batch_size: 64,
             steps: 1000,
@@ -194,6 +200,7 @@ impl Trained {
         let files = ModelFiles {
             config: &self.config.to_json(),
             tokenizer: self.tokenizer_json.as_bytes(),
+            tokenizer_config: None,
             preprocessor: Some(&preprocess),
         };
         let mut loader = ClipLoader::new(files, device, Some(self.weights.len() as u64))?;

@@ -6,7 +6,8 @@
 //! the scalar `logit_scale`, and our modules that hold several checkpoint modules side by side
 //! (one Q/K/V projection). Loading, export and the optimizer's weight-decay groups all read the
 //! [`ParamTable`] built from these rules. open_clip's checkpoints name the same parameters
-//! differently: [`OPEN_CLIP_NAMES`] renames, and their Q/K/V is one tensor already.
+//! differently: [`OPEN_CLIP_NAMES`] renames, and their Q/K/V is one tensor already. SigLIP's
+//! follow the Hugging Face rules but for its pooling head's attention ([`SIGLIP_NAMES`]).
 
 use std::collections::HashMap;
 
@@ -14,7 +15,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
 use super::Layout;
-use crate::config::{ClipConfig, Family};
+use crate::config::{Architecture, ClipConfig, Family};
 use crate::model::ClipModel;
 
 /// burn's field names inside its modules → the checkpoint's: `(module type, field, name)`.
@@ -30,7 +31,7 @@ const FUSED: &[(&str, &[&str])] = &[("qkv_proj", &["q_proj", "k_proj", "v_proj"]
 /// The patch convolution's weight, under a vision tower; held as a matrix.
 const PATCH_CONV: &str = ".embeddings.patch_embedding.weight";
 
-/// A 0-dimensional tensor in checkpoints, `[1]` in the model.
+/// A 0-dimensional tensor in CLIP checkpoints (`[1]` in SigLIP's), `[1]` in the model.
 const LOGIT_SCALE: &str = "logit_scale";
 
 /// open_clip's names for the Hugging Face names (with our unsplit `qkv_proj`): each pair
@@ -70,6 +71,19 @@ const OPEN_CLIP_NAMES: &[(&str, &str)] = &[
     (".self_attn.out_proj.", ".attn.out_proj."),
     (".mlp.fc1.", ".mlp.c_fc."),
     (".mlp.fc2.", ".mlp.c_proj."),
+];
+
+/// SigLIP's names for the Hugging Face CLIP-style names: its pooling head's attention is a
+/// `torch.nn.MultiheadAttention`, with Q/K/V as one tensor.
+const SIGLIP_NAMES: &[(&str, &str)] = &[
+    (
+        ".head.attention.qkv_proj.weight",
+        ".head.attention.in_proj_weight",
+    ),
+    (
+        ".head.attention.qkv_proj.bias",
+        ".head.attention.in_proj_bias",
+    ),
 ];
 
 /// open_clip stores the two projections as `x @ proj` matrices, `[in, out]` like the model.
@@ -173,6 +187,7 @@ impl ParamTable {
                 patch: config.vision.patch_size,
             },
             family,
+            architecture: config.architecture,
         };
         model.visit(&mut walk);
         Self {
@@ -231,6 +246,7 @@ struct Walk {
     entries: Vec<ParamEntry>,
     conv: Layout,
     family: Family,
+    architecture: Architecture,
 }
 
 impl ModuleVisitor for Walk {
@@ -254,39 +270,39 @@ impl ModuleVisitor for Walk {
             .iter()
             .find(|(c, f, _)| c == container && f == field)
             .map_or(field.as_str(), |(_, _, name)| name);
+        let name = join(modules, &[field]);
+        let renames = match (self.family, self.architecture) {
+            (Family::OpenClip, _) => OPEN_CLIP_NAMES,
+            (Family::Clip, Architecture::Siglip) => SIGLIP_NAMES,
+            (Family::Clip, Architecture::Clip) => &[],
+        };
+        let renamed = renames
+            .iter()
+            .fold(name.clone(), |name, (hf, ours)| name.replacen(hf, ours, 1));
         let tensors = match modules.split_last() {
+            // A renamed parameter is one tensor; so is any outside the fused modules.
+            _ if renamed != name => vec![renamed],
             Some((module, parents)) => match FUSED.iter().find(|(ours, _)| ours == module) {
                 Some((_, parts)) => parts
                     .iter()
                     .map(|part| join(parents, &[part, field]))
                     .collect(),
-                None => vec![join(modules, &[field])],
+                None => vec![name.clone()],
             },
-            None => vec![field.to_string()],
+            None => vec![name.clone()],
         };
         let matrix = container == "Struct:Linear" && field == "weight";
-        let mut layout = if tensors[0] == LOGIT_SCALE {
+        // Judged by the Hugging Face name, whatever the checkpoint calls it.
+        let layout = if OPEN_CLIP_UNTRANSPOSED.contains(&tensors[0].as_str()) {
+            Layout::AsIs
+        } else if name == LOGIT_SCALE && self.architecture == Architecture::Clip {
             Layout::Scalar
-        } else if tensors[0].ends_with(PATCH_CONV) {
+        } else if name.ends_with(PATCH_CONV) {
             self.conv
         } else if matrix {
             Layout::Transposed
         } else {
             Layout::AsIs
-        };
-        let tensors = match self.family {
-            Family::Clip => tensors,
-            Family::OpenClip => {
-                let name = OPEN_CLIP_NAMES
-                    .iter()
-                    .fold(join(modules, &[field]), |name, (hf, ours)| {
-                        name.replacen(hf, ours, 1)
-                    });
-                if OPEN_CLIP_UNTRANSPOSED.contains(&name.as_str()) {
-                    layout = Layout::AsIs;
-                }
-                vec![name]
-            }
         };
         self.entries.push(ParamEntry {
             id: param.id,
