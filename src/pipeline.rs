@@ -86,7 +86,7 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
 pub struct ModelFiles<'a> {
     /// `config.json`, or open_clip's `open_clip_config.json`.
     pub config: &'a str,
-    /// `tokenizer.json`.
+    /// `tokenizer.json`, or SigLIP's `spiece.model`.
     pub tokenizer: &'a [u8],
     /// `tokenizer_config.json`, if the model has one (SigLIP reads its `pad_token`).
     pub tokenizer_config: Option<&'a str>,
@@ -122,7 +122,7 @@ impl ModelFiles<'_> {
         let tokenizer = match config.architecture {
             Architecture::Clip => ClipTokenizer::from_bytes(self.tokenizer, context)?,
             Architecture::Siglip => {
-                ClipTokenizer::siglip_from_bytes(self.tokenizer, self.tokenizer_config, context)?
+                ClipTokenizer::siglip(self.tokenizer, self.tokenizer_config, context)?
             }
         };
         Ok(ParsedFiles {
@@ -147,7 +147,8 @@ pub struct ModelDir {
 #[cfg(not(target_arch = "wasm32"))]
 impl ModelDir {
     /// Read the config (`config.json` if it is a CLIP config, else `open_clip_config.json`),
-    /// `tokenizer.json` and, if present, `preprocessor_config.json`.
+    /// `tokenizer.json` (for SigLIP, else `spiece.model`) and, if present,
+    /// `tokenizer_config.json` and `preprocessor_config.json`.
     pub fn read(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::read_with_tokenizer(dir, None)
     }
@@ -189,7 +190,19 @@ impl ModelDir {
             preprocessor: optional("preprocessor_config.json")?,
             tokenizer_config: optional("tokenizer_config.json")?,
             config,
-            tokenizer: read(tokenizer.map_or_else(|| dir.join("tokenizer.json"), Into::into))?,
+            tokenizer: match tokenizer {
+                Some(path) => read(path.into())?,
+                // SigLIP repos often ship only SentencePiece's model, `spiece.model`.
+                None => match read(dir.join("tokenizer.json")) {
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound
+                            && dir.join("spiece.model").is_file() =>
+                    {
+                        read(dir.join("spiece.model"))?
+                    }
+                    other => other?,
+                },
+            },
             dir,
         })
     }
@@ -324,7 +337,8 @@ impl Clip {
     }
 
     /// Load a model directory: Hugging Face CLIP (`config.json`, `model.safetensors`,
-    /// `tokenizer.json`, optional `preprocessor_config.json`) or open_clip's hub layout
+    /// `tokenizer.json`, optional `preprocessor_config.json`), SigLIP (the same, or
+    /// `spiece.model` for the tokenizer) or open_clip's hub layout
     /// (`open_clip_config.json`, `open_clip_model.safetensors`, `tokenizer.json`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {

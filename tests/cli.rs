@@ -416,3 +416,56 @@ fn open_clip_directories_load_with_a_timm_config_beside_and_a_tokenizer_from_els
         1e-4,
     );
 }
+
+#[test]
+fn siglip_directories_with_only_spiece_model_classify_with_sigmoid_scores() {
+    // As google/siglip-* repos ship it: SentencePiece's spiece.model and no tokenizer.json.
+    let source = model_dir("tiny-siglip");
+    let dir = scratch("siglip-spiece");
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer_config.json",
+        "spiece.model",
+    ] {
+        std::fs::copy(source.join(name), dir.join(name)).unwrap();
+    }
+    let reference = read_json(source.join("reference.json"));
+    let dir_arg = dir.display().to_string();
+    let texts: Vec<&str> = (0..3)
+        .map(|i| reference["texts"][i].as_str().unwrap())
+        .collect();
+    let (ok, json, stderr) = webclip(&["tokenize", "--model", &dir_arg, "--text", texts[2]]);
+    assert!(ok, "{stderr}");
+    assert_eq!(json["input_ids"][0], reference["spiece_input_ids"][2]);
+    let image = fixtures()
+        .join("images")
+        .join(reference["images"][0].as_str().unwrap());
+    let image = image.display().to_string();
+    let mut args = vec![
+        "classify",
+        "--model",
+        &dir_arg,
+        "--image",
+        &image,
+        "--template",
+        "{}",
+    ];
+    for text in &texts {
+        args.extend(["--label", text]);
+    }
+    let (ok, json, stderr) = webclip(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("sigmoid"),
+        "the CLI says how it scores: {stderr}"
+    );
+    let scores = json.as_array().unwrap();
+    let probs = rows(&reference["probs_per_image"]);
+    for score in scores {
+        let j = texts.iter().position(|t| *t == score["label"]).unwrap();
+        let diff = (score["score"].as_f64().unwrap() as f32 - probs[0][j]).abs();
+        assert!(diff <= 1e-4, "{score}: differs by {diff}");
+    }
+}

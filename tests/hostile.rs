@@ -307,13 +307,20 @@ fn load_and_run(
     preprocessor: Option<&str>,
     weights: &[u8],
 ) -> webclip::Result<()> {
+    load_files_and_run(
+        ModelFiles {
+            config,
+            tokenizer,
+            tokenizer_config: None,
+            preprocessor,
+        },
+        weights,
+    )
+}
+
+/// [`load_and_run`] on any set of files.
+fn load_files_and_run(files: ModelFiles<'_>, weights: &[u8]) -> webclip::Result<()> {
     let device = Backend::Cpu.device()?;
-    let files = ModelFiles {
-        config,
-        tokenizer,
-        tokenizer_config: None,
-        preprocessor,
-    };
     let mut loader = ClipLoader::new(files, &device, None)?;
     for chunk in weights.chunks(4096) {
         loader.push_weights(chunk)?;
@@ -397,6 +404,77 @@ fn mutated_preprocessor_configs_never_panic() {
         let text = config.to_string();
         no_panic("preprocessor_config.json", &text, || {
             load_and_run(&model.config, &model.tokenizer, Some(&text), &model.weights)
+        });
+    }
+}
+
+#[test]
+fn mutated_siglip_files_never_panic() {
+    let dir = model_dir("tiny-siglip");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let text = |name: &str| String::from_utf8(read(name)).unwrap();
+    let (config, preprocessor) = (text("config.json"), text("preprocessor_config.json"));
+    let tokenizer_config = text("tokenizer_config.json");
+    let (weights, spiece) = (read("model.safetensors"), read("spiece.model"));
+    fn siglip_files<'a>(
+        config: &'a str,
+        tokenizer: &'a [u8],
+        tokenizer_config: &'a str,
+        preprocessor: &'a str,
+    ) -> ModelFiles<'a> {
+        ModelFiles {
+            config,
+            tokenizer,
+            tokenizer_config: Some(tokenizer_config),
+            preprocessor: Some(preprocessor),
+        }
+    }
+    load_files_and_run(
+        siglip_files(&config, &spiece, &tokenizer_config, &preprocessor),
+        &weights,
+    )
+    .unwrap();
+    let (config_json, preprocessor_json): (Value, Value) = (
+        serde_json::from_str(&config).unwrap(),
+        serde_json::from_str(&preprocessor).unwrap(),
+    );
+    let alphabet: Vec<char> = "aZ 0!,.\u{a0}\u{3000}ﬁ½Ｆ▁\u{0}\u{feff}é\u{1F600}\u{301}\n\t"
+        .chars()
+        .collect();
+    let mut rng = Rng(0x5eed_0008);
+    for i in 0..iterations() {
+        let mut mutated = config_json.clone();
+        mutate_json(&mut rng, &mut mutated);
+        let mutated = mutated.to_string();
+        no_panic("siglip config.json", &mutated, || {
+            load_files_and_run(
+                siglip_files(&mutated, &spiece, &tokenizer_config, &preprocessor),
+                &weights,
+            )
+        });
+        let mut mutated = preprocessor_json.clone();
+        mutate_json(&mut rng, &mut mutated);
+        let mutated = mutated.to_string();
+        no_panic("siglip preprocessor_config.json", &mutated, || {
+            load_files_and_run(
+                siglip_files(&config, &spiece, &tokenizer_config, &mutated),
+                &weights,
+            )
+        });
+        let bytes = mutate_bytes(&mut rng, &spiece);
+        let texts: Vec<String> = (0..4)
+            .map(|_| {
+                let len = rng.below(80);
+                (0..len)
+                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .collect()
+            })
+            .collect();
+        no_panic("spiece.model", &i, || {
+            let tokenizer = webclip::ClipTokenizer::siglip(&bytes, Some(&tokenizer_config), 16)?;
+            texts
+                .iter()
+                .try_for_each(|t| tokenizer.encode(t).map(|_| ()))
         });
     }
 }

@@ -8,6 +8,7 @@ use common::*;
 use webclip::config::Family;
 use webclip::image::RgbImage;
 use webclip::model::{values, TokenBatch};
+use webclip::tokenizer::ClipTokenizer;
 use webclip::{block_on, Backend, Clip};
 
 const MODELS: [&str; 6] = [
@@ -190,6 +191,15 @@ fn check_siglip(name: &str, clip: &Clip) {
     for (text, want) in texts.iter().zip(ids(&reference["input_ids"])) {
         let got = clip.tokenizer().encode(text).unwrap();
         assert_eq!(got, want, "{name}: token ids of {text:?}");
+    }
+    // The same directory's spiece.model, read as SiglipTokenizer reads it.
+    let spiece = std::fs::read(dir.join("spiece.model")).unwrap();
+    let tokenizer_config = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
+    let context = clip.config().text.max_position_embeddings;
+    let spiece = ClipTokenizer::siglip(&spiece, Some(&tokenizer_config), context).unwrap();
+    for (text, want) in texts.iter().zip(ids(&reference["spiece_input_ids"])) {
+        let got = spiece.encode(text).unwrap();
+        assert_eq!(got, want, "{name}: spiece.model's token ids of {text:?}");
     }
     let text_reference = rows(&reference["text_embeds"]);
     let texts_embedded = block_on(clip.embed_texts(&texts)).unwrap();

@@ -6,6 +6,7 @@
 
 mod clean;
 mod html;
+mod spiece;
 
 pub use clean::clean_text;
 
@@ -34,8 +35,17 @@ impl ClipTokenizer {
     /// Load a `tokenizer.json`; sequences are cut to `max_len` tokens (the model's
     /// `max_position_embeddings`).
     pub fn from_bytes(json: &[u8], max_len: usize) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_bytes(json)
+        if !is_json(json) {
+            return Err(Error::Tokenizer(
+                "CLIP needs a tokenizer.json (this looks like a SentencePiece model)".into(),
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        Self::new(inner, max_len)
+    }
+
+    fn new(mut inner: tokenizers::Tokenizer, max_len: usize) -> Result<Self> {
         // Literal "<|endoftext|>" in a prompt is text, as in open_clip, not a special token.
         inner.set_encode_special_tokens(true);
         if max_len < 2 {
@@ -50,22 +60,31 @@ impl ClipTokenizer {
         })
     }
 
-    /// Load a SigLIP `tokenizer.json`: texts are encoded as it says (no CLIP clean-up), cut to
-    /// `max_len` keeping the end token, and padded to `max_len` with the pad token:
-    /// `tokenizer_config.json`'s `pad_token` where given, else the `tokenizer.json`'s padding
-    /// token, else `<pad>`.
-    pub fn siglip_from_bytes(
-        json: &[u8],
-        tokenizer_config: Option<&str>,
-        max_len: usize,
-    ) -> Result<Self> {
-        let mut tokenizer = Self::from_bytes(json, max_len)?;
-        let configured = match tokenizer_config {
-            Some(text) => pad_token(text)?,
-            None => None,
+    /// Load a SigLIP tokenizer: a `tokenizer.json`, used as it is (no CLIP clean-up), or a
+    /// SentencePiece `spiece.model` (told apart by their contents), which encodes as
+    /// `transformers`' `SiglipTokenizer`. Texts are cut to `max_len` keeping the end token and
+    /// padded to `max_len` with the pad token: `tokenizer_config.json`'s `pad_token` where
+    /// given, else the `tokenizer.json`'s padding token or `<pad>`, else (`spiece.model`)
+    /// `</s>`, SiglipTokenizer's default.
+    pub fn siglip(file: &[u8], tokenizer_config: Option<&str>, max_len: usize) -> Result<Self> {
+        let config = match tokenizer_config {
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                Error::Tokenizer(format!("tokenizer_config.json: invalid JSON: {e}"))
+            })?,
+            None => serde_json::Value::Null,
         };
-        let padding = tokenizer.inner.get_padding().map(|p| p.pad_token.clone());
-        let name = configured.or(padding).unwrap_or_else(|| "<pad>".into());
+        let configured = &config["pad_token"];
+        let configured = configured.get("content").unwrap_or(configured).as_str();
+        let (mut tokenizer, default_pad) = if is_json(file) {
+            let tokenizer = Self::from_bytes(file, max_len)?;
+            let padding = tokenizer.inner.get_padding().map(|p| p.pad_token.clone());
+            (tokenizer, padding.unwrap_or_else(|| "<pad>".into()))
+        } else {
+            let lower_case = config["do_lower_case"].as_bool().unwrap_or(true);
+            let inner = spiece::siglip_tokenizer(file, lower_case)?;
+            (Self::new(inner, max_len)?, "</s>".into())
+        };
+        let name = configured.map_or(default_pad, str::to_string);
         let id = tokenizer.inner.token_to_id(&name).ok_or_else(|| {
             Error::Tokenizer(format!("the pad token {name:?} is not in the vocabulary"))
         })?;
@@ -107,12 +126,7 @@ impl ClipTokenizer {
     }
 }
 
-/// The `pad_token` of a `tokenizer_config.json`, if it names one (a string, or an object with
-/// `content`).
-fn pad_token(tokenizer_config: &str) -> Result<Option<String>> {
-    let value: serde_json::Value = serde_json::from_str(tokenizer_config)
-        .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json: invalid JSON: {e}")))?;
-    let token = &value["pad_token"];
-    let name = token.get("content").unwrap_or(token);
-    Ok(name.as_str().map(str::to_string))
+/// Whether a tokenizer file is JSON (a `tokenizer.json`) rather than a SentencePiece model.
+fn is_json(file: &[u8]) -> bool {
+    file.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
