@@ -113,15 +113,25 @@ export interface RankHit {
 export class Clip {
   private constructor();
   /**
-   * Load a CLIP model: a Hub id (`'openai/clip-vit-base-patch32'`) or the URL of a directory,
-   * absolute or (in a page) relative: a Hugging Face one (config.json, model.safetensors,
-   * tokenizer.json, optionally preprocessor_config.json) or open_clip's hub layout
+   * Load a CLIP or SigLIP model: a Hub id (`'openai/clip-vit-base-patch32'`) or the URL of a
+   * directory, absolute or (in a page) relative: a Hugging Face one (config.json,
+   * model.safetensors, tokenizer.json (SigLIP: or spiece.model), optionally
+   * tokenizer_config.json and preprocessor_config.json) or open_clip's hub layout
    * (open_clip_config.json, open_clip_model.safetensors, tokenizer.json).
    */
   static fromPretrained(model: string | URL_, options?: LoadOptions): Promise<Clip>;
-  /** Load from in-memory files (`config` may be open_clip's open_clip_config.json). */
+  /**
+   * Load from in-memory files (`config` may be open_clip's open_clip_config.json; `tokenizer`
+   * a tokenizer.json or SigLIP's spiece.model).
+   */
   static fromFiles(
-    files: { config: FileInput; weights: FileInput; tokenizer: FileInput; preprocessor?: FileInput | null },
+    files: {
+      config: FileInput;
+      weights: FileInput;
+      tokenizer: FileInput;
+      tokenizerConfig?: FileInput | null;
+      preprocessor?: FileInput | null;
+    },
     options?: FilesOptions,
   ): Promise<Clip>;
   /** The device in use. */
@@ -130,13 +140,19 @@ export class Clip {
   readonly deviceReason: string;
   /** Size of the shared embedding space. */
   readonly embeddingDim: number;
+  /**
+   * How `classify` scores: `'softmax'` (CLIP: scores sum to 1 across the labels) or
+   * `'sigmoid'` (SigLIP: each label's own probability, independent of the others).
+   */
+  readonly scoring: 'softmax' | 'sigmoid';
   /** L2-normalized image embeddings, one per source. */
   embedImages(sources: ImageSource | ImageSource[], options?: EmbedImagesOptions): Promise<Float32Array[]>;
   /** L2-normalized text embeddings, one per text. */
   embedTexts(texts: string | string[]): Promise<Float32Array[]>;
   /**
-   * Zero-shot classification: `[{label, score}]`, scores summing to 1, best first; for an
-   * array of images, one such list per image. Several templates, or alternatives written
+   * Zero-shot classification: `[{label, score}]`, best first (scores summing to 1, or for
+   * SigLIP independent probabilities: see `scoring`); for an array of images, one such list
+   * per image. Several templates, or alternatives written
    * `(a|b)` inside one, make a template ensemble, combined as `ensemble` says.
    */
   classify(image: ImageSource, labels: string[], options?: ClassifyOptions): Promise<LabelScore[]>;

@@ -246,7 +246,7 @@ async function createLoader(device, files, weightsLen) {
   let failure;
   for (const [kind, reason] of plan) {
     try {
-      const loader = await call(() => bindings.Loader.create(kind, files.config, files.tokenizer, files.preprocessor ?? undefined, weightsLen));
+      const loader = await call(() => bindings.Loader.create(kind, files.config, files.tokenizer, files.tokenizerConfig ?? undefined, files.preprocessor ?? undefined, weightsLen));
       return { loader, reason: failure ? `${reason} (${failure.message})` : reason };
     } catch (e) {
       if (e.code !== 'E_BACKEND') throw e;
@@ -479,10 +479,10 @@ export class Clip {
   }
 
   /**
-   * Load a CLIP model by Hub id (`'openai/clip-vit-base-patch32'`) or from a URL of a
-   * directory: a Hugging Face one (config.json, model.safetensors, tokenizer.json, optionally
-   * preprocessor_config.json) or open_clip's hub layout (open_clip_config.json,
-   * open_clip_model.safetensors, tokenizer.json).
+   * Load a CLIP or SigLIP model by Hub id (`'openai/clip-vit-base-patch32'`) or from a URL of a
+   * directory: a Hugging Face one (config.json, model.safetensors, tokenizer.json (SigLIP: or
+   * spiece.model), optionally tokenizer_config.json and preprocessor_config.json) or
+   * open_clip's hub layout (open_clip_config.json, open_clip_model.safetensors, tokenizer.json).
    */
   static async fromPretrained(model, loadOptions) {
     const {
@@ -503,23 +503,41 @@ export class Clip {
       signal,
       toCache: [],
     };
-    const [, hfConfig, tokenizer, preprocessor] = await Promise.all([
+    const tokenizerUrl = new URL('tokenizer.json', base).href;
+    const [, hfConfig, tokenizerJson, preprocessor] = await Promise.all([
       loadRuntime(wasmUrl),
       readSmallFile(base, 'config.json', context, true),
-      readSmallFile(base, 'tokenizer.json', context),
+      readSmallFile(base, 'tokenizer.json', context, true),
       readSmallFile(base, 'preprocessor_config.json', context, true),
     ]);
-    // A Hugging Face CLIP config.json first; else open_clip's hub layout (its config holds
-    // the preprocessing), also where config.json is another library's (timm's).
+    // A Hugging Face config.json first (CLIP or SigLIP); else open_clip's hub layout (its
+    // config holds the preprocessing), also where config.json is another library's (timm's).
     const decoder = new TextDecoder();
-    const isClip = hfConfig !== null && callSync(() => bindings.configFamily(decoder.decode(hfConfig))) === 'clip';
-    const openClipConfig = isClip ? null : await readSmallFile(base, 'open_clip_config.json', context, true);
+    const family = hfConfig === null ? '' : callSync(() => bindings.configFamily(decoder.decode(hfConfig)));
+    const isHf = family === 'clip' || family === 'siglip';
+    const openClipConfig = isHf ? null : await readSmallFile(base, 'open_clip_config.json', context, true);
     const config = openClipConfig ?? hfConfig;
     if (config === null) {
       throw new WebclipError('E_FETCH', `${base} has neither config.json nor open_clip_config.json (HTTP 404)`);
     }
+    // SigLIP: the pad token is named in tokenizer_config.json, and repos often ship
+    // SentencePiece's spiece.model instead of a tokenizer.json.
+    const siglip = family === 'siglip';
+    const [tokenizerConfig, spiece] = await Promise.all([
+      siglip ? readSmallFile(base, 'tokenizer_config.json', context, true) : null,
+      siglip && tokenizerJson === null ? readSmallFile(base, 'spiece.model', context, true) : null,
+    ]);
+    const tokenizer = tokenizerJson ?? spiece;
+    if (tokenizer === null) {
+      throw new WebclipError('E_FETCH', `could not fetch ${tokenizerUrl}: HTTP 404${siglip ? ' (nor spiece.model)' : ''}`);
+    }
     const weightsFile = openClipConfig ? 'open_clip_model.safetensors' : 'model.safetensors';
-    const files = { config: decoder.decode(config), tokenizer, preprocessor: preprocessor && decoder.decode(preprocessor) };
+    const files = {
+      config: decoder.decode(config),
+      tokenizer,
+      tokenizerConfig: tokenizerConfig && decoder.decode(tokenizerConfig),
+      preprocessor: preprocessor && decoder.decode(preprocessor),
+    };
     const { inner, reason } = await streamWeights(base, weightsFile, () => createLoader(device, files, undefined), context);
     if (context.cache) {
       await Promise.all(context.toCache.map(([url, bytes]) => context.cache.put(url, new Response(bytes)).catch(() => {})));
@@ -527,12 +545,16 @@ export class Clip {
     return new Clip(inner, { deviceReason: reason, imageLimits });
   }
 
-  /** Load from in-memory files: each a string, Uint8Array, ArrayBuffer, Blob or Response. */
+  /**
+   * Load from in-memory files: each a string, Uint8Array, ArrayBuffer, Blob or Response.
+   * `tokenizer` is a tokenizer.json or (SigLIP) a spiece.model; `tokenizerConfig` and
+   * `preprocessor` are optional.
+   */
   static async fromFiles(files, loadOptions) {
     if (files === null || typeof files !== 'object') {
-      throw inputError('fromFiles needs { config, weights, tokenizer } (and optionally preprocessor)');
+      throw inputError('fromFiles needs { config, weights, tokenizer } (and optionally tokenizerConfig, preprocessor)');
     }
-    const { config, weights, tokenizer, preprocessor } = files;
+    const { config, weights, tokenizer, tokenizerConfig, preprocessor } = files;
     if (config == null || weights == null || tokenizer == null) {
       throw inputError('fromFiles needs config, weights and tokenizer');
     }
@@ -543,6 +565,7 @@ export class Clip {
     const parsed = {
       config: await toText(config, 'config'),
       tokenizer: await toBytes(tokenizer, 'tokenizer'),
+      tokenizerConfig: tokenizerConfig == null ? null : await toText(tokenizerConfig, 'tokenizerConfig'),
       preprocessor: preprocessor == null ? null : await toText(preprocessor, 'preprocessor'),
     };
     const weightBytes = await toBytes(weights, 'weights');
@@ -576,6 +599,14 @@ export class Clip {
   /** Size of the embedding space. */
   get embeddingDim() {
     return callSync(() => this.#model().embeddingDim);
+  }
+
+  /**
+   * How `classify` scores: 'softmax' (CLIP: the scores sum to 1 across the labels) or 'sigmoid'
+   * (SigLIP: each label's own probability, independent of the others).
+   */
+  get scoring() {
+    return callSync(() => this.#model().scoring);
   }
 
   /** A wasm ImageBatch holding `sources`; freed again if one of them fails. */
@@ -625,7 +656,8 @@ export class Clip {
   /**
    * Zero-shot classification of one image ([{label, score}], best first) or of an array of
    * images (one such list per image). Several templates, or `(a|b)` alternatives, form an
-   * ensemble: 'mean' or 'probability'.
+   * ensemble: 'mean' or 'probability'. Scores are a softmax across the labels, or for SigLIP
+   * independent sigmoid probabilities (see `scoring`).
    */
   async classify(images, labels, callOptions) {
     const { template, templates, ensemble = 'mean', onProgress } = options(callOptions, 'classify');

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Check that a model directory written by `webclip train` loads in Python `transformers` and
-gives the same embeddings as webclip.
+"""Check that a model directory written by `webclip train` (CLIP, or SigLIP with
+`--loss sigmoid`) loads in Python `transformers` and gives the same embeddings as webclip.
 
 Usage: python3 scripts/check_export.py DIR [--webclip PATH]
 Compares text embeddings (ids from webclip's tokenizer) and image embeddings (pixels from
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import CLIPModel
+from transformers import AutoModel
 
 TEXTS = ["a small red circle on the left", "a big blue cross at the top", "a purple square"]
 
@@ -33,7 +33,8 @@ def main():
     parser.add_argument("--webclip", default=str(Path(target) / "release/webclip"))
     args = parser.parse_args()
 
-    model = CLIPModel.from_pretrained(args.dir).eval()
+    model = AutoModel.from_pretrained(args.dir).eval()
+    print(f"loaded as {type(model).__name__}")
     with tempfile.TemporaryDirectory() as tmp:
         image_path = os.path.join(tmp, "image.png")
         rng = np.random.default_rng(0)

@@ -1020,6 +1020,70 @@ def make_loss_cases() -> dict:
     return meta
 
 
+SIGLIP_LOSS_CASES = [
+    # name, batch, dim, kind, raw logit_scale s (SigLipLoss gets exp(s)), logit_bias b, seed
+    ("siglip_batch1_dim4_init", 1, 4, "paired", math.log(10.0), -10.0, 201),
+    ("siglip_batch4_dim8", 4, 8, "paired", 2.3, -2.5, 202),
+    ("siglip_batch8_dim16_init", 8, 16, "paired", math.log(10.0), -10.0, 203),
+    ("siglip_batch6_dim8_near_identical", 6, 8, "near_identical", math.log(100.0), -5.0, 204),
+    ("siglip_batch32_dim12_random", 32, 12, "random", 1.0, 0.5, 205),
+]
+
+
+def make_siglip_loss_cases() -> dict:
+    """open_clip's sigmoid loss (SigLipLoss, single process) and its gradients, as loss/cases.json
+    for the contrastive loss."""
+    from open_clip.loss import SigLipLoss
+
+    cases = []
+    for name, n, d, kind, s_raw, b_raw, seed in SIGLIP_LOSS_CASES:
+        rng = np.random.default_rng(seed)
+        img_np, txt_np = _loss_case_inputs(rng, n, d, kind)
+        img_in = torch.tensor(rnd10_list(img_np), dtype=torch.float64)
+        txt_in = torch.tensor(rnd10_list(txt_np), dtype=torch.float64)
+        s_in, b_in = rnd10(s_raw), rnd10(b_raw)
+        img = img_in.clone().requires_grad_(True)
+        txt = txt_in.clone().requires_grad_(True)
+        s = torch.tensor(s_in, dtype=torch.float64, requires_grad=True)
+        b = torch.tensor(b_in, dtype=torch.float64, requires_grad=True)
+        loss = SigLipLoss()(img, txt, s.exp(), b)
+        loss.backward()
+        # Cross-check: -sum(logsigmoid(labels * logits)) / n, labels +1 on the diagonal, -1 off it.
+        with torch.no_grad():
+            logits = math.exp(s_in) * img_in @ txt_in.T + b_in
+            labels = 2 * torch.eye(n, dtype=torch.float64) - 1
+            manual = -torch.nn.functional.logsigmoid(labels * logits).sum() / n
+        assert abs(float(manual) - float(loss)) < 1e-12, (name, float(manual), float(loss))
+        cases.append({
+            "name": name,
+            "batch": n,
+            "dim": d,
+            "image_features": rnd10_list(img_in),
+            "text_features": rnd10_list(txt_in),
+            "logit_scale": s_in,
+            "logit_bias": b_in,
+            "loss": rnd10(loss),
+            "grad_image_features": rnd10_list(img.grad),
+            "grad_text_features": rnd10_list(txt.grad),
+            "grad_logit_scale": rnd10(s.grad),
+            "grad_logit_bias": rnd10(b.grad),
+        })
+        print(f"  {name}: loss={float(loss):.10g} dloss/ds={float(s.grad):.10g} dloss/db={float(b.grad):.10g}")
+    meta = {
+        "note": (
+            f"Reference values of open_clip's sigmoid loss, open_clip.loss.SigLipLoss() (open_clip_torch "
+            f"{open_clip.__version__}; single process), in float64: loss = -sum(logsigmoid(labels * "
+            "logits)) / n with logits = exp(logit_scale) * image_features @ text_features.T + "
+            "logit_bias and labels +1 on the diagonal, -1 elsewhere (asserted equal to this "
+            "formula to 1e-12). Inputs and rounding as in cases.json; grad_logit_bias = "
+            "d(loss)/d(logit_bias)."
+        ),
+        "cases": cases,
+    }
+    write_json(LOSS_DIR / "siglip_cases.json", meta, indent=1)
+    return meta
+
+
 # --------------------------------------------------------------------------------------
 # E. README
 # --------------------------------------------------------------------------------------
@@ -1143,6 +1207,11 @@ rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
   and d(loss)/ds, from torch autograd (cross-checked against the closed form to 1e-12).
   Every float, inputs included, is rounded to 10 significant digits, and the outputs are computed
   from the rounded inputs. Cases: {loss_cases}.
+* `siglip_cases.json` - the same for open_clip's sigmoid loss `open_clip.loss.SigLipLoss()`:
+  `loss = -sum(logsigmoid(labels * logits)) / n`, `logits = exp(logit_scale) * image_features @
+  text_features.T + logit_bias`, labels +1 on the diagonal and -1 elsewhere, with
+  `grad_logit_bias` besides; 5 cases (the paper's initial scale 10 and bias -10, hard negatives,
+  an untrained batch of 32).
 """
 
 
@@ -1455,6 +1524,15 @@ def make_siglip_models() -> None:
         slow_ids = slow(SIGLIP_TEXTS, padding="max_length", max_length=SIGLIP_CONTEXT,
                         truncation=True)["input_ids"]
         differ = [t for t, a, b in zip(SIGLIP_TEXTS, ids, slow_ids) if a != b]
+        # tokenizer_config.json's add_bos_token / add_eos_token (SigLIP 2's Gemma tokenizer
+        # carries them): transformers rebuilds the post-processor from the flags.
+        flags = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<unk>",
+                 "pad_token": "<pad>"}
+        flagged = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"), eos_token="</s>",
+                                          unk_token="<unk>", **flags)
+        flagged_ids = flagged(SIGLIP_TEXTS, padding="max_length", max_length=SIGLIP_CONTEXT,
+                              truncation=True)["input_ids"]
+        assert flagged_ids[0][0] == 2 and 1 not in flagged_ids[0], flagged_ids[0]
         assert all(len(i) == SIGLIP_CONTEXT for i in ids) and ids[0][-1] == 1
 
         processor = SiglipImageProcessorPil.from_pretrained(str(d))
@@ -1493,6 +1571,8 @@ def make_siglip_models() -> None:
             "texts": SIGLIP_TEXTS,
             "input_ids": ids,
             "spiece_input_ids": slow_ids,
+            "flagged_tokenizer_config": flags,
+            "flagged_input_ids": flagged_ids,
             "text_embeds": rnd_list(text_embeds),
             "masked_text_max_diff": float((masked - text_embeds).abs().max()),
             "images": SIGLIP_IMAGES,
@@ -1518,8 +1598,9 @@ def main() -> None:
     if sys.argv[1:] == ["open-clip"]:  # regenerate only I (the tokenizer and images must exist)
         make_open_clip_models()
         return
-    if sys.argv[1:] == ["siglip"]:  # regenerate only J (the images must exist)
+    if sys.argv[1:] == ["siglip"]:  # regenerate only J and the sigmoid loss (the images must exist)
         make_siglip_models()
+        make_siglip_loss_cases()
         return
     if sys.argv[1:] == ["transformers-preprocess"]:  # regenerate only H (the images must exist)
         make_hf_preprocess_cases()
@@ -1555,6 +1636,7 @@ def main() -> None:
 
     print("F. contrastive loss")
     loss = make_loss_cases()
+    make_siglip_loss_cases()
 
     make_gradients()
 

@@ -9,7 +9,7 @@ use js_sys::{Array, Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::config::Family;
+use crate::config::{Architecture, ClipConfig, Family};
 use crate::error::Error;
 use crate::image::{ImageLimits, RgbImage};
 use crate::pipeline::{Backend, Clip, ClipLoader, ModelFiles};
@@ -61,10 +61,14 @@ pub fn set_panic_handler(handler: js_sys::Function) {
 }
 
 /// Which layout a config file's text belongs to ([`Family::recognize`]): `"clip"` (Hugging
-/// Face), `"open_clip"`, or `""` (neither), so that the JS wrapper knows which files to fetch.
+/// Face), `"siglip"` (Hugging Face, with SigLIP's tokenizer files), `"open_clip"`, or `""`
+/// (neither), so that the JS wrapper knows which files to fetch.
 #[wasm_bindgen(js_name = configFamily)]
 pub fn config_family(text: &str) -> String {
+    let siglip =
+        |text| ClipConfig::from_json(text).is_ok_and(|c| c.architecture == Architecture::Siglip);
     match Family::recognize(text) {
+        Some(Family::Clip) if siglip(text) => "siglip",
         Some(Family::Clip) => "clip",
         Some(Family::OpenClip) => "open_clip",
         None => "",
@@ -121,6 +125,7 @@ impl Loader {
         device: String,
         config: String,
         tokenizer: Vec<u8>,
+        tokenizer_config: Option<String>,
         preprocessor: Option<String>,
         weights_len: Option<f64>,
     ) -> Result<Loader, JsValue> {
@@ -133,7 +138,7 @@ impl Loader {
         let files = ModelFiles {
             config: &config,
             tokenizer: &tokenizer,
-            tokenizer_config: None,
+            tokenizer_config: tokenizer_config.as_deref(),
             preprocessor: preprocessor.as_deref(),
         };
         let inner = ClipLoader::new(files, &burn_device, weights_len.map(|n| n as u64))
@@ -249,6 +254,13 @@ impl WasmClip {
     #[wasm_bindgen(getter, js_name = embeddingDim)]
     pub fn embedding_dim(&self) -> usize {
         self.clip.config().projection_dim
+    }
+
+    /// How `classify` scores: `"softmax"` (CLIP: across the labels) or `"sigmoid"` (SigLIP: each
+    /// label's own probability).
+    #[wasm_bindgen(getter)]
+    pub fn scoring(&self) -> String {
+        self.clip.scoring().name().into()
     }
 
     /// Normalized image embeddings (`Float32Array[]`).

@@ -201,6 +201,14 @@ fn check_siglip(name: &str, clip: &Clip) {
         let got = spiece.encode(text).unwrap();
         assert_eq!(got, want, "{name}: spiece.model's token ids of {text:?}");
     }
+    // tokenizer_config.json's add_bos_token / add_eos_token rebuild the special tokens.
+    let json = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let flags = reference["flagged_tokenizer_config"].to_string();
+    let flagged = ClipTokenizer::siglip(&json, Some(&flags), context).unwrap();
+    for (text, want) in texts.iter().zip(ids(&reference["flagged_input_ids"])) {
+        let got = flagged.encode(text).unwrap();
+        assert_eq!(got, want, "{name}: token ids of {text:?} under {flags}");
+    }
     let text_reference = rows(&reference["text_embeds"]);
     let texts_embedded = block_on(clip.embed_texts(&texts)).unwrap();
     assert_embeddings_close(

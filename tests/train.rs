@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use common::*;
+use webclip::config::{siglip, Architecture};
 use webclip::model::TokenBatch;
+use webclip::tasks::Scoring;
 use webclip::train::checkpoint::trainable;
-use webclip::train::{clip_loss, train, TrainConfig, TrainData};
+use webclip::train::{clip_loss, sigmoid_loss, train, TrainConfig, TrainData};
 use webclip::weights::ParamTable;
 use webclip::{block_on, Backend, Clip};
 
@@ -64,6 +66,56 @@ fn loss_and_gradients_match_open_clip() {
             "d/dlogit_scale",
             values(scale.grad(&grads).unwrap()),
             vec![case["grad_logit_scale"].as_f64().unwrap() as f32],
+        );
+    }
+}
+
+#[test]
+fn sigmoid_loss_and_gradients_match_open_clip() {
+    let device = Device::flex().autodiff();
+    let cases = read_json(fixtures().join("loss/siglip_cases.json"));
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let image = matrix(&case["image_features"], &device).require_grad();
+        let text = matrix(&case["text_features"], &device).require_grad();
+        let scalar = |field: &str| {
+            let value = case[field].as_f64().unwrap() as f32;
+            Tensor::<1>::from_floats([value], &device).require_grad()
+        };
+        let (scale, bias) = (scalar("logit_scale"), scalar("logit_bias"));
+        let loss = sigmoid_loss(image.clone(), text.clone(), scale.clone(), bias.clone());
+        let grads = loss.backward();
+        let expected = case["loss"].as_f64().unwrap() as f32;
+        let ours = values(loss.inner())[0];
+        assert!(
+            (ours - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+            "{name}: loss {ours} vs {expected}"
+        );
+        let check = |what: &str, ours: Vec<f32>, theirs: Vec<f32>| {
+            let scale = theirs.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(diff <= 1e-4 * scale, "{name}: {what} max abs diff {diff}");
+        };
+        let number = |field: &str| vec![case[field].as_f64().unwrap() as f32];
+        check(
+            "d/dimage",
+            values(image.grad(&grads).unwrap()),
+            rows(&case["grad_image_features"]).concat(),
+        );
+        check(
+            "d/dtext",
+            values(text.grad(&grads).unwrap()),
+            rows(&case["grad_text_features"]).concat(),
+        );
+        check(
+            "d/dlogit_scale",
+            values(scale.grad(&grads).unwrap()),
+            number("grad_logit_scale"),
+        );
+        check(
+            "d/dlogit_bias",
+            values(bias.grad(&grads).unwrap()),
+            number("grad_logit_bias"),
         );
     }
 }
@@ -277,42 +329,90 @@ fn a_resumed_run_continues_exactly_where_its_checkpoint_was_taken() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let device = Backend::Cpu.device().unwrap();
-    let dir = std::env::temp_dir().join(format!("webclip-checkpoint-{}", std::process::id()));
+    // CLIP's contrastive loss, and SigLIP's sigmoid loss (whose bias and padded text must
+    // come back from the checkpoint too).
+    let siglip = siglip::from_clip(&short_run().model);
+    for (name, model) in [("clip", short_run().model), ("siglip", siglip)] {
+        let dir =
+            std::env::temp_dir().join(format!("webclip-checkpoint-{name}-{}", std::process::id()));
+        let mut config = short_run();
+        config.model = model;
+        config.steps = 12;
+        config.batch_size = 16;
+        config.checkpoint_every = 6;
+        config.checkpoint_dir = Some(dir.clone());
+        let run = |config: &TrainConfig| {
+            let mut losses = Vec::new();
+            let trained = train(
+                config,
+                &TrainData::Synthetic,
+                &device,
+                1,
+                |r| losses.push(r.loss),
+                |_| {},
+            )
+            .unwrap();
+            (trained.weights, losses)
+        };
+        let (weights, losses) = run(&config);
+        let checkpoint = dir.join("step-00000006");
+        assert!(checkpoint.join("optimizer.safetensors").is_file());
+        let state = read_json(checkpoint.join("trainer_state.json"));
+        assert_eq!(
+            state["step"], 6,
+            "{name}: the checkpoint before the last step is kept"
+        );
+
+        config.checkpoint_every = 0;
+        config.resume = Some(webclip::train::checkpoint::resolve(&dir).unwrap());
+        let (resumed_weights, resumed_losses) = run(&config);
+        assert_eq!(
+            resumed_losses,
+            losses[6..],
+            "{name}: the same batches and updates after resuming"
+        );
+        assert!(resumed_weights == weights, "{name}: the same final weights");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn the_sigmoid_loss_trains_a_siglip_model_that_loads_back() {
+    let _turn = ONE_TRAINING_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let device = Backend::Cpu.device().unwrap();
     let mut config = short_run();
-    config.steps = 12;
-    config.batch_size = 16;
-    config.checkpoint_every = 6;
-    config.checkpoint_dir = Some(dir.clone());
-    let run = |config: &TrainConfig| {
-        let mut losses = Vec::new();
-        let trained = train(
-            config,
-            &TrainData::Synthetic,
-            &device,
-            1,
-            |r| losses.push(r.loss),
-            |_| {},
-        )
-        .unwrap();
-        (trained.weights, losses)
-    };
-    let (weights, losses) = run(&config);
-    let checkpoint = dir.join("step-00000006");
-    assert!(checkpoint.join("optimizer.safetensors").is_file());
-    let state = read_json(checkpoint.join("trainer_state.json"));
-    assert_eq!(
-        state["step"], 6,
-        "the checkpoint before the last step is kept"
+    config.model = siglip::from_clip(&config.model);
+    let mut losses = Vec::new();
+    let trained = train(
+        &config,
+        &TrainData::Synthetic,
+        &device,
+        1,
+        |r| losses.push(r.loss),
+        |_| {},
+    )
+    .unwrap();
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(
+        last < first * 0.7,
+        "loss fell too little: {first} -> {last}"
     );
 
-    config.checkpoint_every = 0;
-    config.resume = Some(webclip::train::checkpoint::resolve(&dir).unwrap());
-    let (resumed_weights, resumed_losses) = run(&config);
+    // A SigLIP directory (with the pad token named), read back by the ordinary loader.
+    let dir = std::env::temp_dir().join(format!("webclip-siglip-export-{}", std::process::id()));
+    trained.write_dir(&dir).unwrap();
+    assert!(dir.join("tokenizer_config.json").is_file());
+    let loaded = Clip::load_dir(&dir, &device).unwrap();
+    assert_eq!(loaded.config().architecture, Architecture::Siglip);
+    assert!(matches!(loaded.scoring(), Scoring::Sigmoid { .. }));
+    let in_memory = trained.load(&device).unwrap();
+    let texts = ["a small red circle on the left", "a big blue cross"];
     assert_eq!(
-        resumed_losses,
-        losses[6..],
-        "the same batches and updates after resuming"
+        block_on(loaded.embed_texts(&texts)).unwrap(),
+        block_on(in_memory.embed_texts(&texts)).unwrap()
     );
-    assert!(resumed_weights == weights, "the same final weights");
     std::fs::remove_dir_all(&dir).unwrap();
 }

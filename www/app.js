@@ -141,6 +141,10 @@ async function loadModel(url, device = 'auto') {
     $('device').textContent = result.device === 'webgpu' ? 'WebGPU' : 'CPU';
     $('device-reason').textContent = `(${result.deviceReason})`;
     $('load-time').textContent = `${(result.ms / 1000).toFixed(2)} s`;
+    $('results').dataset.scoring = result.scoring;
+    $('scoring-note').textContent = result.scoring === 'sigmoid'
+      ? 'Each score is that label\'s own probability (SigLIP): several labels, or none, can be likely.'
+      : 'Scores are shared out among the labels (CLIP): they add up to 100%.';
     document.body.dataset.model = 'ready';
     gallery.forEach((item) => { item.embedding = null; }); // another model: embed again
     classifyNow();

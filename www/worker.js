@@ -19,7 +19,13 @@ const handlers = {
     } finally {
       if (loading === controller) loading = null;
     }
-    return { device: clip.device, deviceReason: clip.deviceReason, ms: performance.now() - started, embeddingDim: clip.embeddingDim };
+    return {
+      device: clip.device,
+      deviceReason: clip.deviceReason,
+      ms: performance.now() - started,
+      embeddingDim: clip.embeddingDim,
+      scoring: clip.scoring,
+    };
   },
 
   async cancel() {

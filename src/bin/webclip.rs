@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use webclip::config::{siglip, Architecture};
 use webclip::image::preprocess;
 use webclip::pipeline::ModelDir;
 use webclip::tasks::Scoring;
@@ -266,6 +267,11 @@ struct TrainArgs {
     /// config's `vocab_size` on the captions.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// The objective: contrastive (CLIP's softmax InfoNCE) or sigmoid (SigLIP's pairwise
+    /// sigmoid loss; trains the SigLIP model of the config's sizes, exported as a SiglipModel).
+    /// Default: the config's family.
+    #[arg(long)]
+    loss: Option<String>,
     #[arg(long, default_value_t = 1000)]
     steps: u64,
     /// Train for this many passes over a data directory's training pairs (sets --steps).
@@ -317,6 +323,22 @@ fn train(args: TrainArgs) -> Result<serde_json::Value, Error> {
     let mut config = TrainConfig::synthetic_default();
     if let Some(path) = &args.config {
         config.model = read_config(path)?;
+    }
+    match (args.loss.as_deref(), config.model.architecture) {
+        (None, _)
+        | (Some("contrastive"), Architecture::Clip)
+        | (Some("sigmoid"), Architecture::Siglip) => {}
+        (Some("sigmoid"), Architecture::Clip) => config.model = siglip::from_clip(&config.model),
+        (Some("contrastive"), Architecture::Siglip) => {
+            return Err(Error::Input(
+                "a SigLIP config trains with the sigmoid loss (--loss sigmoid)".into(),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(Error::Input(format!(
+                "unknown loss \"{other}\" (expected contrastive or sigmoid)"
+            )))
+        }
     }
     if let Some(path) = &args.tokenizer {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -85,6 +85,20 @@ pub(crate) fn from_value(mut value: Value) -> Result<ClipConfig> {
     Ok(config)
 }
 
+/// The SigLIP model of a CLIP config's sizes (for training with the sigmoid loss): no class
+/// token, the attention-pooling head and a text head (to the image width) instead of the
+/// projections, the paper's initial scale and bias.
+pub fn from_clip(config: &ClipConfig) -> ClipConfig {
+    let mut siglip = config.clone();
+    siglip.architecture = Architecture::Siglip;
+    siglip.text.pooling = TextPooling::Last;
+    siglip.text.projection_size = Some(config.vision.hidden_size);
+    siglip.vision.pooling = VisionPooling::AttentionHead;
+    siglip.projection_dim = config.vision.hidden_size;
+    siglip.logit_scale_init_value = INIT_LOGIT_SCALE;
+    siglip
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

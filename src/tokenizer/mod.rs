@@ -11,6 +11,7 @@ mod spiece;
 pub use clean::clean_text;
 
 use crate::error::{Error, Result};
+use tokenizers::PostProcessor;
 
 /// The tokenizer of one model.
 #[derive(Clone)]
@@ -65,7 +66,9 @@ impl ClipTokenizer {
     /// `transformers`' `SiglipTokenizer`. Texts are cut to `max_len` keeping the end token and
     /// padded to `max_len` with the pad token: `tokenizer_config.json`'s `pad_token` where
     /// given, else the `tokenizer.json`'s padding token or `<pad>`, else (`spiece.model`)
-    /// `</s>`, SiglipTokenizer's default.
+    /// `</s>`, SiglipTokenizer's default. Where `tokenizer_config.json` sets `add_bos_token` or
+    /// `add_eos_token` (SigLIP 2's Gemma tokenizer), the start and end tokens follow those
+    /// flags, as `transformers` rebuilds the post-processor from them.
     pub fn siglip(file: &[u8], tokenizer_config: Option<&str>, max_len: usize) -> Result<Self> {
         let config = match tokenizer_config {
             Some(text) => serde_json::from_str(text).map_err(|e| {
@@ -73,10 +76,38 @@ impl ClipTokenizer {
             })?,
             None => serde_json::Value::Null,
         };
-        let configured = &config["pad_token"];
-        let configured = configured.get("content").unwrap_or(configured).as_str();
+        let token = |field: &str| {
+            let value = &config[field];
+            value.get("content").unwrap_or(value).as_str()
+        };
         let (mut tokenizer, default_pad) = if is_json(file) {
-            let tokenizer = Self::from_bytes(file, max_len)?;
+            let mut tokenizer = Self::from_bytes(file, max_len)?;
+            let flags = [
+                ("add_bos_token", "bos_token"),
+                ("add_eos_token", "eos_token"),
+            ]
+            .map(|(flag, name)| (config.get(flag).map(|f| f == true), token(name)));
+            if flags.iter().any(|(flag, _)| flag.is_some()) {
+                // transformers: `[bos] $A [eos]` by the flags, a token without an id dropped.
+                let ids = flags.map(|(flag, name)| {
+                    let name = name.filter(|_| flag == Some(true))?;
+                    Some((name.to_string(), tokenizer.inner.token_to_id(name)?))
+                });
+                let [bos, eos] = ids;
+                let template: Vec<&str> = (bos.as_ref().map(|(n, _)| n.as_str()).into_iter())
+                    .chain(["$A"])
+                    .chain(eos.as_ref().map(|(n, _)| n.as_str()))
+                    .collect();
+                let post = tokenizers::processors::template::TemplateProcessing::builder()
+                    .try_single(template)
+                    .and_then(|b| {
+                        b.special_tokens(bos.into_iter().chain(eos).collect::<Vec<_>>())
+                            .build()
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json: {e}")))?;
+                tokenizer.inner.with_post_processor(Some(post));
+            }
             let padding = tokenizer.inner.get_padding().map(|p| p.pad_token.clone());
             (tokenizer, padding.unwrap_or_else(|| "<pad>".into()))
         } else {
@@ -84,7 +115,26 @@ impl ClipTokenizer {
             let inner = spiece::siglip_tokenizer(file, lower_case)?;
             (Self::new(inner, max_len)?, "</s>".into())
         };
-        let name = configured.map_or(default_pad, str::to_string);
+        // Long texts are cut before the special tokens are added, as transformers'
+        // `truncation=True` does (the same code, in `tokenizers`).
+        let added = tokenizer
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        if added >= max_len {
+            return Err(Error::Tokenizer(format!(
+                "{added} special tokens leave no room in a context of {max_len}"
+            )));
+        }
+        let truncation = tokenizers::TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        };
+        tokenizer
+            .inner
+            .with_truncation(Some(truncation))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let name = token("pad_token").map_or(default_pad, str::to_string);
         let id = tokenizer.inner.token_to_id(&name).ok_or_else(|| {
             Error::Tokenizer(format!("the pad token {name:?} is not in the vocabulary"))
         })?;

@@ -1,6 +1,7 @@
-//! CLIP's contrastive objective: symmetric InfoNCE with a learned temperature.
+//! The training objectives: CLIP's symmetric InfoNCE with a learned temperature, and SigLIP's
+//! pairwise sigmoid loss with a learned temperature and bias.
 
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Int, Tensor};
 
 /// The largest allowed `logit_scale` (log of 100), as in CLIP and open_clip.
@@ -22,4 +23,22 @@ pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, logit_scale: Tensor<1>) -> T
 /// Mean negative log-likelihood of the target column in each row.
 fn diagonal_nll(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
     -log_softmax(logits, 1).gather(1, targets).mean()
+}
+
+/// SigLIP's sigmoid loss (open_clip's `SigLipLoss`): every image-text pair of the batch is an
+/// independent binary decision, `logits = exp(logit_scale) * img @ txt^T + logit_bias`, labels
+/// +1 on the diagonal and -1 elsewhere; `-sum(log_sigmoid(labels * logits)) / batch`. Returns a
+/// one-element tensor.
+pub fn sigmoid_loss(
+    image: Tensor<2>,
+    text: Tensor<2>,
+    logit_scale: Tensor<1>,
+    logit_bias: Tensor<1>,
+) -> Tensor<1> {
+    let [n, _] = image.dims();
+    let device = image.device();
+    let logits = image.matmul(text.transpose()) * logit_scale.exp().reshape([1, 1])
+        + logit_bias.reshape([1, 1]);
+    let labels = Tensor::<2>::eye(n, &device) * 2.0 - 1.0;
+    -log_sigmoid(logits * labels).sum() / n as f32
 }

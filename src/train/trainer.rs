@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::checkpoint::{self, TrainerState};
 use super::data::TrainData;
 use super::evaluate::Evaluation;
-use super::loss::clip_loss;
+use super::loss::{clip_loss, sigmoid_loss};
 use super::optim::{learning_rate, AdamW, AdamWConfig};
 use super::synthetic::Rng;
 use super::vocab::{self, train_tokenizer};
@@ -162,6 +162,8 @@ pub struct StepReport {
 pub struct Trained {
     pub config: ClipConfig,
     pub tokenizer_json: String,
+    /// SigLIP: `tokenizer_config.json`, naming the pad token the text was padded with.
+    pub tokenizer_config: Option<String>,
     pub preprocess: PreprocessConfig,
     pub weights: Vec<u8>,
     pub evaluations: Vec<Evaluation>,
@@ -171,10 +173,11 @@ pub struct Trained {
 }
 
 impl Trained {
-    /// The files of a Hugging Face CLIP directory: `config.json`, `model.safetensors`,
-    /// `tokenizer.json`, `preprocessor_config.json`.
+    /// The files of a Hugging Face CLIP or SigLIP directory: `config.json`,
+    /// `model.safetensors`, `tokenizer.json`, `preprocessor_config.json` (SigLIP: and
+    /// `tokenizer_config.json`).
     pub fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
-        vec![
+        let mut files = vec![
             ("config.json", self.config.to_json().into_bytes()),
             ("model.safetensors", self.weights.clone()),
             ("tokenizer.json", self.tokenizer_json.clone().into_bytes()),
@@ -182,7 +185,11 @@ impl Trained {
                 "preprocessor_config.json",
                 self.preprocess.to_json().into_bytes(),
             ),
-        ]
+        ];
+        if let Some(config) = &self.tokenizer_config {
+            files.push(("tokenizer_config.json", config.clone().into_bytes()));
+        }
+        files
     }
 
     /// Write the Hugging Face CLIP directory ([`Trained::files`]), each file atomically.
@@ -200,7 +207,7 @@ impl Trained {
         let files = ModelFiles {
             config: &self.config.to_json(),
             tokenizer: self.tokenizer_json.as_bytes(),
-            tokenizer_config: None,
+            tokenizer_config: self.tokenizer_config.as_deref(),
             preprocessor: Some(&preprocess),
         };
         let mut loader = ClipLoader::new(files, device, Some(self.weights.len() as u64))?;
@@ -256,10 +263,8 @@ pub fn train(
     let text_config = resumed
         .as_ref()
         .map_or(&config.model.text, |r| &r.config.text);
-    let tokenizer = ClipTokenizer::from_bytes(
-        tokenizer_json.as_bytes(),
-        text_config.max_position_embeddings,
-    )?;
+    let context = text_config.max_position_embeddings;
+    let clip_tokenizer = ClipTokenizer::from_bytes(tokenizer_json.as_bytes(), context)?;
     let (mut model, mut optimizer, model_config, mut rng, first_step) = match resumed {
         Some(resumed) => (
             resumed.model,
@@ -271,7 +276,7 @@ pub fn train(
         None => {
             device.seed(config.seed);
             let mut model_config = config.model.clone();
-            model_config.text.vocab_size = tokenizer.inner().get_vocab_size(true);
+            model_config.text.vocab_size = clip_tokenizer.inner().get_vocab_size(true);
             model_config.validate()?;
             let model = ClipModel::new(&model_config, &train_device);
             let table = ParamTable::new(&model, &model_config);
@@ -279,8 +284,24 @@ pub fn train(
             (model, optimizer, model_config, Rng::new(config.seed), 0)
         }
     };
+    // SigLIP pads its text to the context: with the config's pad token, which its
+    // tokenizer_config.json names for whoever loads the export.
+    let (tokenizer, tokenizer_config) = match model_config.architecture {
+        Architecture::Clip => (clip_tokenizer, None),
+        Architecture::Siglip => {
+            let pad = model_config.text.pad_token_id;
+            let pad = clip_tokenizer.inner().id_to_token(pad).ok_or_else(|| {
+                Error::Input(format!("pad_token_id {pad} is not in the tokenizer"))
+            })?;
+            let tokenizer_config = serde_json::json!({ "pad_token": pad }).to_string();
+            let json = tokenizer_json.as_bytes();
+            let tokenizer = ClipTokenizer::siglip(json, Some(&tokenizer_config), context)?;
+            (tokenizer, Some(tokenizer_config))
+        }
+    };
     // The exported directory is read back with transformers' rules: train with them too.
-    let preprocess = PreprocessConfig::clip_image_processor(model_config.vision.image_size);
+    let preprocess =
+        PreprocessConfig::defaults(model_config.architecture, model_config.vision.image_size);
     let (train_pairs, held_out) = data.split();
     let mut evaluations = Vec::new();
     let mut unreadable = 0;
@@ -290,6 +311,7 @@ pub fn train(
         Ok(Trained {
             config: model_config.clone(),
             tokenizer_json: tokenizer_json.clone(),
+            tokenizer_config: tokenizer_config.clone(),
             preprocess: preprocess.clone(),
             weights: export_safetensors(model, &model_config, WeightDtype::F32)?,
             evaluations,
@@ -317,7 +339,11 @@ pub fn train(
         )?;
         let image = model.embed_images(pixels);
         let text = model.embed_texts(&tokens);
-        let loss = clip_loss(image, text, model.logit_scale.val());
+        // The model's family chooses the objective: SigLIP's bias goes with its sigmoid loss.
+        let loss = match &model.logit_bias {
+            Some(bias) => sigmoid_loss(image, text, model.logit_scale.val(), bias.val()),
+            None => clip_loss(image, text, model.logit_scale.val()),
+        };
         let grads = loss.backward();
         let grad_norm = optimizer.step(&mut model, &grads, lr)?;
         window.1 += config.batch_size;

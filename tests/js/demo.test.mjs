@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchChromium } from '../../scripts/chromium.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { sendFile, serveStatic } from '../../scripts/serve.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const artifacts = join(root, 'test-artifacts');
@@ -23,7 +23,14 @@ let page;
 const pageErrors = [];
 
 before(async () => {
-  server = await serveStatic(join(root, 'www'));
+  // The page as `npm start` serves it, plus the test fixtures under /fixtures/ (a SigLIP model).
+  server = await serveStatic(join(root, 'www'), {
+    route: async (req, res, path) => {
+      if (!path.startsWith('/fixtures/')) return false;
+      await sendFile(res, join(root, 'tests/fixtures'), path.slice('/fixtures'.length));
+      return true;
+    },
+  });
   browser = await launchChromium({ viewport: { width: 1100, height: 900 } });
   page = browser.page;
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -154,6 +161,22 @@ test('a bad model URL shows an error and the page stays usable', { timeout: 60_0
   await page.click('[data-stamp="square"]');
   assert.equal((await results(before))[0].label, 'square');
   await page.screenshot({ path: join(artifacts, 'demo-error.png'), fullPage: true });
+});
+
+test('a SigLIP model loads by URL and shows independent sigmoid bars', { timeout: 90_000 }, async () => {
+  await page.fill('#model-url', `${server.url}/fixtures/models/tiny-siglip/`);
+  await page.click('#load-button');
+  await page.waitForFunction(() => document.getElementById('results').dataset.scoring === 'sigmoid'
+    && document.getElementById('model-name').textContent.includes('tiny-siglip'), null, { timeout: 60_000 });
+  assert.match(await page.textContent('#scoring-note'), /own probability \(SigLIP\)/);
+  await page.click('#clear');
+  await preset('shapes');
+  const before = await imageVersion();
+  await page.click('[data-stamp="circle"]');
+  const shown = await results(before);
+  const scores = shown.map((s) => Number.parseFloat(s.pct));
+  assert.ok(scores.every((s, i) => s >= 0 && s <= 100 && (i === 0 || scores[i - 1] >= s)), shown.join());
+  await page.screenshot({ path: join(artifacts, 'demo-siglip.png'), fullPage: true });
 });
 
 test('the layout fits a phone-width screen', { timeout: 30_000 }, async () => {

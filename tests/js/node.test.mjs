@@ -211,3 +211,59 @@ test('fromPretrained on open_clip\'s hub layout: without config.json, and beside
     await server.close();
   }
 });
+
+const sigmoid = (x) => 1 / (1 + Math.exp(-x));
+
+test('SigLIP: fromFiles and fromPretrained (spiece.model only) match transformers, with sigmoid scores', async () => {
+  const name = 'tiny-siglip';
+  const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
+  const images = await Promise.all(reference.images.map((f) => readFile(new URL(`images/${f}`, fixtures))));
+  const check = async (clip, what) => {
+    assert.equal(clip.scoring, 'sigmoid', what);
+    const texts = await clip.embedTexts(reference.texts);
+    texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `${what}: text ${i}`));
+    const embeds = await clip.embedImages(images);
+    embeds.forEach((e, i) => assert.ok(maxAbsDiff(e, reference.image_embeds[i]) <= 1e-4, `${what}: image ${i}`));
+    // Independent probabilities: each equals the reference's sigmoid, whatever the other labels.
+    const labels = reference.texts.slice(0, 3);
+    for (const subset of [labels, labels.slice(1, 2)]) {
+      const scores = await clip.classify(images[0], subset, { template: '{}' });
+      for (const { label, score } of scores) {
+        const want = reference.probs_per_image[0][reference.texts.indexOf(label)];
+        assert.ok(Math.abs(score - want) <= 1e-4, `${what}: "${label}": ${score} vs ${want}`);
+        assert.ok(Math.abs(want - sigmoid(reference.logits_per_image[0][reference.texts.indexOf(label)])) < 1e-5);
+      }
+    }
+  };
+  const clip = await Clip.fromFiles({
+    ...(await files(name)),
+    tokenizerConfig: await readFile(modelUrl(name, 'tokenizer_config.json'), 'utf8'),
+  });
+  try {
+    await check(clip, 'fromFiles');
+  } finally {
+    clip.dispose();
+  }
+  // As google/siglip-* repos ship it: no tokenizer.json, SentencePiece's spiece.model.
+  const server = await serveStatic(fileURLToPath(new URL(`models/${name}/`, fixtures)), {
+    route: async (req, res, path) => {
+      if (path !== '/tokenizer.json') return false;
+      res.writeHead(404);
+      res.end();
+      return true;
+    },
+  });
+  try {
+    const events = [];
+    const served = await Clip.fromPretrained(`${server.url}/`, { onProgress: (e) => events.push(e), cache: false });
+    try {
+      await check(served, 'fromPretrained');
+      const fetched = new Set(events.map((e) => e.file));
+      assert.ok(fetched.has('spiece.model') && fetched.has('tokenizer_config.json'), [...fetched].join());
+    } finally {
+      served.dispose();
+    }
+  } finally {
+    await server.close();
+  }
+});
