@@ -1175,7 +1175,7 @@ All reference numbers are computed in fp32 (`from_pretrained(dir, dtype=float32)
 checkpoints are upcast exactly as the Rust loader does), eager attention, one thread. Floats are
 rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
 
-## models/tiny-open-clip*, models/tiny-siglip*
+## models/tiny-open-clip*, models/tiny-siglip*, models/tiny-siglip2
 
 * `tiny-open-clip` (+ `-fp16`): open_clip's hub layout (`open_clip_config.json`,
   `open_clip_model.safetensors`, `tokenizer.json`); `reference.json` from
@@ -1193,6 +1193,11 @@ rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
   mask would change), `pixel_values` from `SiglipImageProcessorPil` on the image files (asserted
   equal to PIL's resize, whose pass order since Pillow 13 depends on the shape), image embeddings,
   `logit_scale`, `logit_bias`, `logits_per_image` and `probs_per_image` (sigmoid).
+* `tiny-siglip2`: SigLIP 2 at a fixed resolution as transformers 5 has it: `SiglipModel` with
+  the tokenizer `Siglip2Tokenizer` writes (`tokenizer.json`: a Gemma-style byte-fallback BPE
+  trained on captions, with its lower case; `tokenizer_config.json` naming the class, whose
+  padding goes on the left), a bilinear 32x32 resize; `reference.json` as for `tiny-siglip`, its
+  ids from `Siglip2Tokenizer.from_pretrained(dir)` with `padding="max_length"`.
 
 ## loss/
 
@@ -1470,10 +1475,114 @@ def init_siglip_weights(model: torch.nn.Module, seed: int) -> None:
                 p.copy_((3.0 if p.dim() == 4 else 2.0) * n / math.sqrt(fan_in))
 
 
+def siglip_reference(d: Path, ids: list, attention_mask: list, resample: int, note: str):
+    """The reference of a SigLIP directory: SiglipImageProcessorPil's pixels of SIGLIP_IMAGES
+    (asserted equal to PIL's resize), SiglipModel's embeddings of `ids` without an attention
+    mask (as SigLIP was trained and its ONNX exports run; the last position pooled), logits and
+    sigmoid probabilities."""
+    from transformers import SiglipImageProcessorPil, SiglipModel
+
+    processor = SiglipImageProcessorPil.from_pretrained(str(d))
+    images = [to_rgb8(Image.open(IMG_DIR / n)) for n in SIGLIP_IMAGES]
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].float()
+    # The processor is PIL's resize to the exact size, then (x / 255 - 0.5) / 0.5.
+    direct = torch.stack([
+        torch.from_numpy(np.asarray(im.resize((32, 32), resample), dtype=np.float32) / 255.0)
+        .permute(2, 0, 1) for im in images])
+    assert float(((direct - 0.5) / 0.5 - pixel_values).abs().max()) < 1e-5
+
+    ref = SiglipModel.from_pretrained(str(d), dtype=torch.float32, attn_implementation="eager").eval()
+    pooled = lambda out: out.pooler_output if hasattr(out, "pooler_output") else out
+    with torch.no_grad():
+        input_ids = torch.tensor(ids)
+        text_embeds = normalize(pooled(ref.get_text_features(input_ids=input_ids)))
+        masked = normalize(pooled(ref.get_text_features(
+            input_ids=input_ids, attention_mask=torch.tensor(attention_mask))))
+        image_embeds = normalize(pooled(ref.get_image_features(pixel_values=pixel_values)))
+        logits = ref(input_ids=input_ids, pixel_values=pixel_values).logits_per_image
+        manual = image_embeds @ text_embeds.T * ref.logit_scale.exp() + ref.logit_bias
+        assert torch.allclose(logits, manual, atol=1e-4)
+    tsim, isim = text_embeds @ text_embeds.T, image_embeds @ image_embeds.T
+    off_t = ~torch.eye(len(ids), dtype=torch.bool)
+    off_i = ~torch.eye(len(images), dtype=torch.bool)
+    assert float(isim[off_i].max()) < 0.98
+    mask_diff = float((masked - text_embeds).abs().max())
+    return {
+        "note": note,
+        "texts": SIGLIP_TEXTS,
+        "input_ids": ids,
+        "text_embeds": rnd_list(text_embeds),
+        "masked_text_max_diff": mask_diff,
+        "images": SIGLIP_IMAGES,
+        "resample": resample,
+        "pixel_shape": list(pixel_values.shape),
+        "pixel_values": rnd_list(pixel_values.flatten()),
+        "image_embeds": rnd_list(image_embeds),
+        "logit_scale": float(ref.logit_scale),
+        "logit_bias": float(ref.logit_bias),
+        "logits_per_image": rnd_list(logits),
+        "probs_per_image": rnd_list(torch.sigmoid(logits)),
+    }, (f"max cos text {float(tsim[off_t].max()):.3f}, image {float(isim[off_i].max()):.3f}, "
+        f"a mask would change text by {mask_diff:.3f}")
+
+
+def make_siglip2_model() -> None:
+    """tiny-siglip2: SigLIP 2 at a fixed resolution as transformers 5 has it: SiglipModel with
+    a Gemma-style tokenizer (Siglip2Tokenizer: byte-fallback BPE, lower case, <bos>/<eos>,
+    padding on the left), a bilinear resize."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import SiglipConfig, SiglipModel
+    from transformers.models.siglip2.tokenization_siglip2 import Siglip2Tokenizer
+
+    special = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    bpe.normalizer = normalizers.Replace(" ", "▁")
+    bpe.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous")
+    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                  special_tokens=special + [f"<0x{i:02X}>" for i in range(256)])
+    bpe.train_from_iterator(siglip_corpus(), trainer)
+    model_json = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
+    d = MODELS_DIR / "tiny-siglip2"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    Siglip2Tokenizer(vocab=model_json["vocab"], merges=merges).save_pretrained(str(d))
+    tokenizer = Siglip2Tokenizer.from_pretrained(str(d))
+    assert tokenizer.padding_side == "left"
+    batch = tokenizer(SIGLIP_TEXTS, padding="max_length", max_length=SIGLIP_CONTEXT, truncation=True)
+    ids = batch["input_ids"]
+    assert all(len(i) == SIGLIP_CONTEXT for i in ids) and ids[1][0] == 0, ids[1]
+
+    config = SiglipConfig(
+        text_config=dict(vocab_size=len(model_json["vocab"]), hidden_size=32, intermediate_size=64,
+                         num_attention_heads=4, num_hidden_layers=2,
+                         max_position_embeddings=SIGLIP_CONTEXT, pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                           num_hidden_layers=2, image_size=32, patch_size=8),
+    )
+    torch.manual_seed(1357)
+    model = SiglipModel(config)
+    init_siglip_weights(model, 1357)
+    model.eval().save_pretrained(str(d), safe_serialization=True)
+    (d / "model.safetensors").chmod(0o644)
+    write_json(d / "preprocessor_config.json", {
+        "image_processor_type": "SiglipImageProcessor", "do_resize": True,
+        "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }, indent=2)
+    reference, summary = siglip_reference(d, ids, batch["attention_mask"], 2, note=(
+        "transformers' SiglipModel in fp32 (eager), input_ids from Siglip2Tokenizer "
+        "(padding='max_length', on the left) without an attention mask, pixels from "
+        "SiglipImageProcessorPil"))
+    write_json(d / "reference.json", {"model": "tiny-siglip2", "dtype_on_disk": "float32", **reference})
+    print(f"  tiny-siglip2: vocab {len(model_json['vocab'])}; {summary}")
+
+
 def make_siglip_models() -> None:
     print("J. SigLIP models")
-    from transformers import (PreTrainedTokenizerFast, SiglipConfig, SiglipImageProcessorPil,
-                              SiglipModel, SiglipTokenizer)
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel, SiglipTokenizer
 
     work = MODELS_DIR / ".siglip-tokenizer"
     if work.exists():
@@ -1535,59 +1644,19 @@ def make_siglip_models() -> None:
         assert flagged_ids[0][0] == 2 and 1 not in flagged_ids[0], flagged_ids[0]
         assert all(len(i) == SIGLIP_CONTEXT for i in ids) and ids[0][-1] == 1
 
-        processor = SiglipImageProcessorPil.from_pretrained(str(d))
-        images = [to_rgb8(Image.open(IMG_DIR / n)) for n in SIGLIP_IMAGES]
-        pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].float()
-        # The processor is PIL's resize to the exact size, then (x / 255 - 0.5) / 0.5.
-        direct = torch.stack([
-            torch.from_numpy(np.asarray(im.resize((32, 32), resample), dtype=np.float32) / 255.0)
-            .permute(2, 0, 1) for im in images])
-        assert float(((direct - 0.5) / 0.5 - pixel_values).abs().max()) < 1e-5
-
-        ref = SiglipModel.from_pretrained(str(d), dtype=torch.float32, attn_implementation="eager").eval()
-        pooled = lambda out: out.pooler_output if hasattr(out, "pooler_output") else out
-        with torch.no_grad():
-            input_ids = torch.tensor(ids)
-            # As the model was trained and the ONNX exports run it: no attention mask, the
-            # padding attended to; the last position pooled.
-            text_embeds = normalize(pooled(ref.get_text_features(input_ids=input_ids)))
-            masked = normalize(pooled(ref.get_text_features(
-                input_ids=input_ids, attention_mask=torch.tensor(batch["attention_mask"]))))
-            image_embeds = normalize(pooled(ref.get_image_features(pixel_values=pixel_values)))
-            out = ref(input_ids=input_ids, pixel_values=pixel_values)
-            logits = out.logits_per_image
-            manual = image_embeds @ text_embeds.T * ref.logit_scale.exp() + ref.logit_bias
-            assert torch.allclose(logits, manual, atol=1e-4)
-        tsim, isim = text_embeds @ text_embeds.T, image_embeds @ image_embeds.T
-        off_t = ~torch.eye(len(SIGLIP_TEXTS), dtype=torch.bool)
-        off_i = ~torch.eye(len(images), dtype=torch.bool)
-        assert float(isim[off_i].max()) < 0.98
+        reference, summary = siglip_reference(d, ids, batch["attention_mask"], resample, note=(
+            "transformers' SiglipModel in fp32 (eager), input_ids from the tokenizer.json "
+            "(PreTrainedTokenizerFast, padding='max_length'; spiece_input_ids: SiglipTokenizer's "
+            "on spiece.model) without an attention mask, pixels from SiglipImageProcessorPil"))
         write_json(d / "reference.json", {
             "model": name,
             "dtype_on_disk": str(dtype).replace("torch.", ""),
-            "note": "transformers' SiglipModel in fp32 (eager), input_ids from the tokenizer.json "
-                    "(PreTrainedTokenizerFast, padding='max_length'; spiece_input_ids: "
-                    "SiglipTokenizer's on spiece.model) without an attention mask, pixels from SiglipImageProcessorPil",
-            "texts": SIGLIP_TEXTS,
-            "input_ids": ids,
+            **reference,
             "spiece_input_ids": slow_ids,
             "flagged_tokenizer_config": flags,
             "flagged_input_ids": flagged_ids,
-            "text_embeds": rnd_list(text_embeds),
-            "masked_text_max_diff": float((masked - text_embeds).abs().max()),
-            "images": SIGLIP_IMAGES,
-            "resample": resample,
-            "pixel_shape": list(pixel_values.shape),
-            "pixel_values": rnd_list(pixel_values.flatten()),
-            "image_embeds": rnd_list(image_embeds),
-            "logit_scale": float(ref.logit_scale),
-            "logit_bias": float(ref.logit_bias),
-            "logits_per_image": rnd_list(logits),
-            "probs_per_image": rnd_list(torch.sigmoid(logits)),
         })
-        print(f"  {name}: tokenizer.json != SiglipTokenizer on {differ}")
-        print(f"  {name}: vocab {vocab_size}, max cos text {float(tsim[off_t].max()):.3f}, image "
-              f"{float(isim[off_i].max()):.3f}, mask changes text by {float((masked - text_embeds).abs().max()):.3f}")
+        print(f"  {name}: vocab {vocab_size}, tokenizer.json != SiglipTokenizer on {differ}; {summary}")
     shutil.rmtree(work)
 
 
@@ -1600,6 +1669,7 @@ def main() -> None:
         return
     if sys.argv[1:] == ["siglip"]:  # regenerate only J and the sigmoid loss (the images must exist)
         make_siglip_models()
+        make_siglip2_model()
         make_siglip_loss_cases()
         return
     if sys.argv[1:] == ["transformers-preprocess"]:  # regenerate only H (the images must exist)
@@ -1633,6 +1703,7 @@ def main() -> None:
     make_models(tok)
     make_open_clip_models()
     make_siglip_models()
+    make_siglip2_model()
 
     print("F. contrastive loss")
     loss = make_loss_cases()

@@ -6,20 +6,30 @@
 
 mod clean;
 mod html;
+mod siglip;
 mod spiece;
 
 pub use clean::clean_text;
 
-use crate::error::{Error, Result};
+use siglip::TokenizerConfig;
 use tokenizers::PostProcessor;
+
+use crate::error::{Error, Result};
 
 /// The tokenizer of one model.
 #[derive(Clone)]
 pub struct ClipTokenizer {
     inner: tokenizers::Tokenizer,
     max_len: usize,
-    /// SigLIP: pad every sequence to `max_len` with this id.
-    pad_to_max: Option<u32>,
+    /// SigLIP: pad every sequence to `max_len`.
+    pad_to_max: Option<Padding>,
+}
+
+/// How a SigLIP tokenizer pads: with this id, after the text or (`left`) before it.
+#[derive(Debug, Clone, Copy)]
+struct Padding {
+    id: u32,
+    left: bool,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -63,56 +73,21 @@ impl ClipTokenizer {
 
     /// Load a SigLIP tokenizer: a `tokenizer.json`, used as it is (no CLIP clean-up), or a
     /// SentencePiece `spiece.model` (told apart by their contents), which encodes as
-    /// `transformers`' `SiglipTokenizer`. Texts are cut to `max_len` keeping the end token and
-    /// padded to `max_len` with the pad token: `tokenizer_config.json`'s `pad_token` where
+    /// `transformers`' `SiglipTokenizer`. Texts are cut to `max_len` before the special tokens
+    /// are added (as `truncation=True` cuts) and padded to `max_len` with the pad token: `tokenizer_config.json`'s `pad_token` where
     /// given, else the `tokenizer.json`'s padding token or `<pad>`, else (`spiece.model`)
-    /// `</s>`, SiglipTokenizer's default. Where `tokenizer_config.json` sets `add_bos_token` or
-    /// `add_eos_token` (SigLIP 2's Gemma tokenizer), the start and end tokens follow those
-    /// flags, as `transformers` rebuilds the post-processor from them.
+    /// `</s>`, SiglipTokenizer's default; on the right, or on the left where the config says so
+    /// (`Siglip2Tokenizer` by default). A `tokenizer.json` also gets what `transformers`
+    /// applies from the config at load ([`TokenizerConfig::apply`]).
     pub fn siglip(file: &[u8], tokenizer_config: Option<&str>, max_len: usize) -> Result<Self> {
-        let config = match tokenizer_config {
-            Some(text) => serde_json::from_str(text).map_err(|e| {
-                Error::Tokenizer(format!("tokenizer_config.json: invalid JSON: {e}"))
-            })?,
-            None => serde_json::Value::Null,
-        };
-        let token = |field: &str| {
-            let value = &config[field];
-            value.get("content").unwrap_or(value).as_str()
-        };
+        let config = TokenizerConfig::parse(tokenizer_config)?;
         let (mut tokenizer, default_pad) = if is_json(file) {
             let mut tokenizer = Self::from_bytes(file, max_len)?;
-            let flags = [
-                ("add_bos_token", "bos_token"),
-                ("add_eos_token", "eos_token"),
-            ]
-            .map(|(flag, name)| (config.get(flag).map(|f| f == true), token(name)));
-            if flags.iter().any(|(flag, _)| flag.is_some()) {
-                // transformers: `[bos] $A [eos]` by the flags, a token without an id dropped.
-                let ids = flags.map(|(flag, name)| {
-                    let name = name.filter(|_| flag == Some(true))?;
-                    Some((name.to_string(), tokenizer.inner.token_to_id(name)?))
-                });
-                let [bos, eos] = ids;
-                let template: Vec<&str> = (bos.as_ref().map(|(n, _)| n.as_str()).into_iter())
-                    .chain(["$A"])
-                    .chain(eos.as_ref().map(|(n, _)| n.as_str()))
-                    .collect();
-                let post = tokenizers::processors::template::TemplateProcessing::builder()
-                    .try_single(template)
-                    .and_then(|b| {
-                        b.special_tokens(bos.into_iter().chain(eos).collect::<Vec<_>>())
-                            .build()
-                            .map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json: {e}")))?;
-                tokenizer.inner.with_post_processor(Some(post));
-            }
+            config.apply(&mut tokenizer.inner)?;
             let padding = tokenizer.inner.get_padding().map(|p| p.pad_token.clone());
             (tokenizer, padding.unwrap_or_else(|| "<pad>".into()))
         } else {
-            let lower_case = config["do_lower_case"].as_bool().unwrap_or(true);
-            let inner = spiece::siglip_tokenizer(file, lower_case)?;
+            let inner = spiece::siglip_tokenizer(file, config.lower_case())?;
             (Self::new(inner, max_len)?, "</s>".into())
         };
         // Long texts are cut before the special tokens are added, as transformers'
@@ -134,11 +109,16 @@ impl ClipTokenizer {
             .inner
             .with_truncation(Some(truncation))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let name = token("pad_token").map_or(default_pad, str::to_string);
+        let name = config
+            .token("pad_token")
+            .map_or(default_pad, str::to_string);
         let id = tokenizer.inner.token_to_id(&name).ok_or_else(|| {
             Error::Tokenizer(format!("the pad token {name:?} is not in the vocabulary"))
         })?;
-        tokenizer.pad_to_max = Some(id);
+        tokenizer.pad_to_max = Some(Padding {
+            id,
+            left: config.pads_left(),
+        });
         Ok(tokenizer)
     }
 
@@ -164,8 +144,12 @@ impl ClipTokenizer {
             ids.truncate(self.max_len);
             ids[self.max_len - 1] = last;
         }
-        if let Some(pad) = self.pad_to_max {
-            ids.resize(self.max_len, pad);
+        if let Some(Padding { id, left }) = self.pad_to_max {
+            let pad = std::iter::repeat_n(id, self.max_len.saturating_sub(ids.len()));
+            ids = match left {
+                true => pad.chain(ids).collect(),
+                false => ids.into_iter().chain(pad).collect(),
+            };
         }
         Ok(ids)
     }

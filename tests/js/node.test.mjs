@@ -214,27 +214,31 @@ test('fromPretrained on open_clip\'s hub layout: without config.json, and beside
 
 const sigmoid = (x) => 1 / (1 + Math.exp(-x));
 
-test('SigLIP: fromFiles and fromPretrained (spiece.model only) match transformers, with sigmoid scores', async () => {
-  const name = 'tiny-siglip';
+/** A SigLIP model against its reference: embeddings, and independent sigmoid scores. */
+async function checkSiglip(name, clip, what) {
   const reference = JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8'));
   const images = await Promise.all(reference.images.map((f) => readFile(new URL(`images/${f}`, fixtures))));
-  const check = async (clip, what) => {
-    assert.equal(clip.scoring, 'sigmoid', what);
-    const texts = await clip.embedTexts(reference.texts);
-    texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `${what}: text ${i}`));
-    const embeds = await clip.embedImages(images);
-    embeds.forEach((e, i) => assert.ok(maxAbsDiff(e, reference.image_embeds[i]) <= 1e-4, `${what}: image ${i}`));
-    // Independent probabilities: each equals the reference's sigmoid, whatever the other labels.
-    const labels = reference.texts.slice(0, 3);
-    for (const subset of [labels, labels.slice(1, 2)]) {
-      const scores = await clip.classify(images[0], subset, { template: '{}' });
-      for (const { label, score } of scores) {
-        const want = reference.probs_per_image[0][reference.texts.indexOf(label)];
-        assert.ok(Math.abs(score - want) <= 1e-4, `${what}: "${label}": ${score} vs ${want}`);
-        assert.ok(Math.abs(want - sigmoid(reference.logits_per_image[0][reference.texts.indexOf(label)])) < 1e-5);
-      }
+  assert.equal(clip.scoring, 'sigmoid', what);
+  const texts = await clip.embedTexts(reference.texts);
+  texts.forEach((t, i) => assert.ok(maxAbsDiff(t, reference.text_embeds[i]) <= 1e-4, `${what}: text ${i}`));
+  const embeds = await clip.embedImages(images);
+  embeds.forEach((e, i) => assert.ok(maxAbsDiff(e, reference.image_embeds[i]) <= 1e-4, `${what}: image ${i}`));
+  // Independent probabilities: each equals the reference's sigmoid, whatever the other labels.
+  const labels = reference.texts.slice(0, 3);
+  for (const subset of [labels, labels.slice(1, 2)]) {
+    const scores = await clip.classify(images[0], subset, { template: '{}' });
+    for (const { label, score } of scores) {
+      const j = reference.texts.indexOf(label);
+      const want = reference.probs_per_image[0][j];
+      assert.ok(Math.abs(score - want) <= 1e-4, `${what}: "${label}": ${score} vs ${want}`);
+      assert.ok(Math.abs(want - sigmoid(reference.logits_per_image[0][j])) < 1e-5);
     }
-  };
+  }
+}
+
+test('SigLIP: fromFiles and fromPretrained (spiece.model only) match transformers, with sigmoid scores', async () => {
+  const name = 'tiny-siglip';
+  const check = (clip, what) => checkSiglip(name, clip, what);
   const clip = await Clip.fromFiles({
     ...(await files(name)),
     tokenizerConfig: await readFile(modelUrl(name, 'tokenizer_config.json'), 'utf8'),
@@ -262,6 +266,23 @@ test('SigLIP: fromFiles and fromPretrained (spiece.model only) match transformer
       assert.ok(fetched.has('spiece.model') && fetched.has('tokenizer_config.json'), [...fetched].join());
     } finally {
       served.dispose();
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test('SigLIP 2 (Gemma-style tokenizer, padded on the left) by fromPretrained matches transformers', async () => {
+  const name = 'tiny-siglip2';
+  const server = await serveStatic(fileURLToPath(new URL(`models/${name}/`, fixtures)));
+  try {
+    const clip = await Clip.fromPretrained(`${server.url}/`, { cache: false });
+    try {
+      assert.deepEqual(clip.tokenize('a photo of a cat'),
+        JSON.parse(await readFile(modelUrl(name, 'reference.json'), 'utf8')).input_ids[0]);
+      await checkSiglip(name, clip, 'SigLIP 2');
+    } finally {
+      clip.dispose();
     }
   } finally {
     await server.close();
