@@ -8,10 +8,10 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
-use crate::config::ClipConfig;
+use crate::config::{ClipConfig, TextPooling};
 use crate::error::Result;
 use crate::model::{ClipModel, TokenBatch};
-use crate::train::clip_loss;
+use crate::train::model_loss;
 use crate::train::optim::{AdamW, AdamWConfig};
 
 /// One measured case.
@@ -25,12 +25,14 @@ pub struct BenchCase {
 }
 
 /// A ~12-token prompt (start and end tokens included), like "a photo of a small red car
-/// parked next to a tree".
+/// parked next to a tree". (SigLIP pads it to its context.)
 fn prompt_ids(config: &ClipConfig, len: usize) -> Vec<u32> {
-    let eos = if config.text.pools_at_argmax() {
-        config.text.vocab_size as u32 - 1
-    } else {
-        config.text.eos_token_id
+    let last = config.text.vocab_size as u32 - 1;
+    let eos = match config.text.pooling {
+        _ if config.text.pools_at_argmax() => last,
+        // SigLIP's config ids are CLIP's defaults, often outside its vocabulary: unused.
+        TextPooling::Last => config.text.eos_token_id.min(last),
+        TextPooling::Eos | TextPooling::Argmax => config.text.eos_token_id,
     };
     let mut ids = vec![config
         .text
@@ -95,7 +97,7 @@ pub fn run(config: &ClipConfig, device: &Device, runs: usize) -> Result<Vec<Benc
     Ok(cases)
 }
 
-/// Measure one contrastive training step (forward through both towers, loss, backward, AdamW)
+/// Measure one training step (forward through both towers, the model's loss, backward, AdamW)
 /// on a batch of random images and 9-token captions.
 pub fn train_step(
     config: &ClipConfig,
@@ -116,11 +118,8 @@ pub fn train_step(
     let ids = vec![prompt_ids(config, 9); batch];
     let mut case = time("train step", batch, 3, runs, || {
         let tokens = TokenBatch::new(&ids, &config.text, &train_device)?;
-        let loss = clip_loss(
-            model.embed_images(pixels.clone()),
-            model.embed_texts(&tokens),
-            model.logit_scale.val(),
-        );
+        let image = model.embed_images(pixels.clone());
+        let loss = model_loss(&model, image, model.embed_texts(&tokens));
         let grads = loss.backward();
         optimizer.step(&mut model, &grads, 1e-4)?;
         crate::model::values(loss.inner()).map(|_| ())

@@ -4,8 +4,20 @@
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Int, Tensor};
 
+use crate::model::ClipModel;
+
 /// The largest allowed `logit_scale` (log of 100), as in CLIP and open_clip.
 pub const MAX_LOGIT_SCALE: f32 = 4.605_170_2;
+
+/// The model's own objective on a batch of its embeddings: SigLIP's sigmoid loss where the model
+/// has a `logit_bias`, else CLIP's contrastive loss.
+pub fn model_loss(model: &ClipModel, image: Tensor<2>, text: Tensor<2>) -> Tensor<1> {
+    let scale = model.logit_scale.val();
+    match &model.logit_bias {
+        Some(bias) => sigmoid_loss(image, text, scale, bias.val()),
+        None => clip_loss(image, text, scale),
+    }
+}
 
 /// Symmetric InfoNCE over a batch of matched pairs: `logits = exp(logit_scale) * img @ txt^T`
 /// on L2-normalized features; cross-entropy over rows (image → text) and over columns (text →

@@ -14,5 +14,5 @@ pub mod vocab;
 
 pub use data::{CaptionDataset, SkipCounts, TrainData};
 pub use evaluate::{Evaluation, Recall, ZeroShot};
-pub use loss::{clip_loss, sigmoid_loss};
+pub use loss::{clip_loss, model_loss, sigmoid_loss};
 pub use trainer::{train, StepReport, TrainConfig, Trained};

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::checkpoint::{self, TrainerState};
 use super::data::TrainData;
 use super::evaluate::Evaluation;
-use super::loss::{clip_loss, sigmoid_loss};
+use super::loss::model_loss;
 use super::optim::{learning_rate, AdamW, AdamWConfig};
 use super::synthetic::Rng;
 use super::vocab::{self, train_tokenizer};
@@ -339,11 +339,7 @@ pub fn train(
         )?;
         let image = model.embed_images(pixels);
         let text = model.embed_texts(&tokens);
-        // The model's family chooses the objective: SigLIP's bias goes with its sigmoid loss.
-        let loss = match &model.logit_bias {
-            Some(bias) => sigmoid_loss(image, text, model.logit_scale.val(), bias.val()),
-            None => clip_loss(image, text, model.logit_scale.val()),
-        };
+        let loss = model_loss(&model, image, text);
         let grads = loss.backward();
         let grad_norm = optimizer.step(&mut model, &grads, lr)?;
         window.1 += config.batch_size;
