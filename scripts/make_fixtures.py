@@ -1196,7 +1196,8 @@ rounded to 7 significant digits (|x| < 1) or 7 decimals (|x| >= 1).
 * `tiny-siglip2`: SigLIP 2 at a fixed resolution as transformers 5 has it: `SiglipModel` with
   the tokenizer `Siglip2Tokenizer` writes (`tokenizer.json`: a Gemma-style byte-fallback BPE
   trained on captions, with its lower case; `tokenizer_config.json` naming the class, whose
-  padding goes on the left), a bilinear 32x32 resize; `reference.json` as for `tiny-siglip`, its
+  padding goes on the left), a bilinear 36x36 resize into patches of 8 (the last 4 pixels left
+  out, as SigLIP so400m's 384 in patches of 14); `reference.json` as for `tiny-siglip`, its
   ids from `Siglip2Tokenizer.from_pretrained(dir)` with `padding="max_length"`.
 
 ## loss/
@@ -1486,8 +1487,9 @@ def siglip_reference(d: Path, ids: list, attention_mask: list, resample: int, no
     images = [to_rgb8(Image.open(IMG_DIR / n)) for n in SIGLIP_IMAGES]
     pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].float()
     # The processor is PIL's resize to the exact size, then (x / 255 - 0.5) / 0.5.
+    side = pixel_values.shape[-1]
     direct = torch.stack([
-        torch.from_numpy(np.asarray(im.resize((32, 32), resample), dtype=np.float32) / 255.0)
+        torch.from_numpy(np.asarray(im.resize((side, side), resample), dtype=np.float32) / 255.0)
         .permute(2, 0, 1) for im in images])
     assert float(((direct - 0.5) / 0.5 - pixel_values).abs().max()) < 1e-5
 
@@ -1529,7 +1531,7 @@ def siglip_reference(d: Path, ids: list, attention_mask: list, resample: int, no
 def make_siglip2_model() -> None:
     """tiny-siglip2: SigLIP 2 at a fixed resolution as transformers 5 has it: SiglipModel with
     a Gemma-style tokenizer (Siglip2Tokenizer: byte-fallback BPE, lower case, <bos>/<eos>,
-    padding on the left), a bilinear resize."""
+    padding on the left), a bilinear resize, a patch grid that does not tile the image."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import SiglipConfig, SiglipModel
     from transformers.models.siglip2.tokenization_siglip2 import Siglip2Tokenizer
@@ -1558,8 +1560,10 @@ def make_siglip2_model() -> None:
         text_config=dict(vocab_size=len(model_json["vocab"]), hidden_size=32, intermediate_size=64,
                          num_attention_heads=4, num_hidden_layers=2,
                          max_position_embeddings=SIGLIP_CONTEXT, pad_token_id=0),
+        # 36 pixels in patches of 8: the convolution leaves the last 4 out (as 384 in 14s does
+        # for SigLIP so400m).
         vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                           num_hidden_layers=2, image_size=32, patch_size=8),
+                           num_hidden_layers=2, image_size=36, patch_size=8),
     )
     torch.manual_seed(1357)
     model = SiglipModel(config)
@@ -1568,7 +1572,7 @@ def make_siglip2_model() -> None:
     (d / "model.safetensors").chmod(0o644)
     write_json(d / "preprocessor_config.json", {
         "image_processor_type": "SiglipImageProcessor", "do_resize": True,
-        "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True,
+        "size": {"height": 36, "width": 36}, "resample": 2, "do_rescale": True,
         "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5],
     }, indent=2)

@@ -243,7 +243,8 @@ impl TextConfig {
 }
 
 impl VisionConfig {
-    /// Number of patches along one side of the image.
+    /// Number of patches along one side of the image (the convolution's: pixels past the last
+    /// whole patch are left out).
     pub fn grid_size(&self) -> usize {
         self.image_size / self.patch_size
     }
@@ -412,10 +413,12 @@ impl ClipConfig {
                 ),
             );
         }
-        if v.image_size < v.patch_size || !v.image_size.is_multiple_of(v.patch_size) {
+        // Like the patch convolution, a grid that does not tile the image leaves the last
+        // pixels out (SigLIP so400m: 27 patches of 14 in 384 pixels).
+        if v.image_size < v.patch_size {
             return bad(
                 "vision_config.patch_size",
-                format!("{} does not tile image_size {}", v.patch_size, v.image_size),
+                format!("{} exceeds image_size {}", v.patch_size, v.image_size),
             );
         }
         if v.num_positions() > l.positions {
@@ -773,9 +776,13 @@ impl PreprocessConfig {
         Ok(())
     }
 
-    /// Write this as a `preprocessor_config.json` (`CLIPImageProcessor`'s fields, which
-    /// `SiglipImageProcessor` shares).
+    /// Write this as a `preprocessor_config.json`: `SiglipImageProcessor`'s for an exact
+    /// resize without a crop, else `CLIPImageProcessor`'s (the two share their fields).
     pub fn to_json(&self) -> String {
+        let processor = match (self.resize, self.crop) {
+            (Some(Resize::Exact { .. }), None) => "SiglipImageProcessor",
+            _ => "CLIPImageProcessor",
+        };
         let (mean, std) = self.mean_std.unwrap_or((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD));
         let (crop_h, crop_w) = self.crop.unwrap_or((0, 0));
         let size = match self.resize {
@@ -786,7 +793,7 @@ impl PreprocessConfig {
             None => serde_json::json!({"shortest_edge": 0}),
         };
         let value = serde_json::json!({
-            "image_processor_type": "CLIPImageProcessor",
+            "image_processor_type": processor,
             "do_resize": self.resize.is_some(),
             "size": size,
             "resample": self.resample.pil(),
@@ -973,9 +980,14 @@ mod tests {
             "{e}"
         );
         let e =
-            ClipConfig::from_json(r#"{"text_config": {}, "vision_config": {"patch_size": 30}}"#)
+            ClipConfig::from_json(r#"{"text_config": {}, "vision_config": {"patch_size": 300}}"#)
                 .unwrap_err();
         assert!(e.to_string().contains("vision_config.patch_size"), "{e}");
+        // A grid that does not tile the image leaves the last pixels out, as the convolution.
+        let c =
+            ClipConfig::from_json(r#"{"text_config": {}, "vision_config": {"patch_size": 30}}"#)
+                .unwrap();
+        assert_eq!(c.vision.num_positions(), 7 * 7 + 1);
     }
 
     #[test]
@@ -984,5 +996,13 @@ mod tests {
         assert_eq!(ClipConfig::from_json(&c.to_json()).unwrap(), c);
         let p = PreprocessConfig::clip_image_processor(224);
         assert_eq!(PreprocessConfig::from_json(&p.to_json(), 224).unwrap(), p);
+        let s = PreprocessConfig::siglip_image_processor(224);
+        assert!(s.to_json().contains("SiglipImageProcessor"));
+        let read = PreprocessConfig::from_json_for(&s.to_json(), Architecture::Clip, 224);
+        assert_eq!(
+            read.unwrap(),
+            s,
+            "the processor type, not the caller, gives the defaults"
+        );
     }
 }

@@ -107,6 +107,11 @@ impl VisionEmbeddings {
         let [batch, channels, height, width] = pixels.dims();
         let p = self.patch_size;
         let (rows, cols) = (height / p, width / p);
+        // As the stride-p convolution does, leave out pixels past the last whole patch.
+        let pixels = match (rows * p, cols * p) {
+            (h, w) if (h, w) == (height, width) => pixels,
+            (h, w) => pixels.narrow(2, 0, h).narrow(3, 0, w),
+        };
         // Cut the image into patches, each flattened in (channel, y, x) order like the conv kernel.
         let patches = pixels
             .reshape([batch, channels, rows, p, cols, p])
