@@ -439,6 +439,13 @@ fn siglip_directories_with_only_spiece_model_classify_with_sigmoid_scores() {
     let (ok, json, stderr) = webclip(&["tokenize", "--model", &dir_arg, "--text", texts[2]]);
     assert!(ok, "{stderr}");
     assert_eq!(json["input_ids"][0], reference["spiece_input_ids"][2]);
+    // SigLIP 2's tokenizer (padded on the left) through the CLI too.
+    let siglip2 = model_dir("tiny-siglip2");
+    let siglip2_reference = read_json(siglip2.join("reference.json"));
+    let siglip2 = siglip2.display().to_string();
+    let (ok, json, stderr) = webclip(&["tokenize", "--model", &siglip2, "--text", texts[2]]);
+    assert!(ok, "{stderr}");
+    assert_eq!(json["input_ids"][0], siglip2_reference["input_ids"][2]);
     let image = fixtures()
         .join("images")
         .join(reference["images"][0].as_str().unwrap());

@@ -208,25 +208,28 @@ test('open_clip\'s hub layout by URL: open_clip_config.json and open_clip_model.
   });
 });
 
-test('SigLIP by URL: embeddings and independent sigmoid scores match transformers', { timeout: 120_000 }, async () => {
-  const siglip = JSON.parse(await readFile(join(root, 'tests/fixtures/models/tiny-siglip/reference.json'), 'utf8'));
-  assert.deepEqual(siglip.texts.slice(0, reference.texts.length), reference.texts);
+test('SigLIP and SigLIP 2 by URL: embeddings and independent sigmoid scores match transformers', { timeout: 120_000 }, async () => {
   const page = await openPage({ webgpu: false });
-  const result = await load(page, server.url + '/tests/fixtures/models/tiny-siglip/', { device: 'cpu' });
-  assert.equal(result.error, undefined, result.message);
-  result.texts.forEach((t, i) => {
-    const diff = maxAbsDiff(t, siglip.text_embeds[i]);
-    assert.ok(diff <= 1e-4, `text ${i}: max abs diff ${diff}`);
-  });
-  const labels = siglip.texts.slice(0, 3);
-  const classified = await page.evaluate(async ({ file, labels }) => {
-    const image = await fetch(`/tests/fixtures/images/${file}`).then((r) => r.blob());
-    return { scoring: window.clip.scoring, scores: await window.clip.classify(image, labels, { template: '{}' }) };
-  }, { file: siglip.images[0], labels });
-  assert.equal(classified.scoring, 'sigmoid');
-  for (const { label, score } of classified.scores) {
-    const want = siglip.probs_per_image[0][siglip.texts.indexOf(label)];
-    assert.ok(Math.abs(score - want) <= 1e-4, `"${label}": ${score} vs ${want}`);
+  for (const name of ['tiny-siglip', 'tiny-siglip2']) {
+    const siglip = JSON.parse(await readFile(join(root, `tests/fixtures/models/${name}/reference.json`), 'utf8'));
+    assert.deepEqual(siglip.texts.slice(0, reference.texts.length), reference.texts);
+    const result = await load(page, `${server.url}/tests/fixtures/models/${name}/`, { device: 'cpu' });
+    assert.equal(result.error, undefined, result.message);
+    result.texts.forEach((t, i) => {
+      const diff = maxAbsDiff(t, siglip.text_embeds[i]);
+      assert.ok(diff <= 1e-4, `${name}: text ${i}: max abs diff ${diff}`);
+    });
+    const labels = siglip.texts.slice(0, 3);
+    const classified = await page.evaluate(async ({ file, labels }) => {
+      const image = await fetch(`/tests/fixtures/images/${file}`).then((r) => r.blob());
+      return { scoring: window.clip.scoring, scores: await window.clip.classify(image, labels, { template: '{}' }) };
+    }, { file: siglip.images[0], labels });
+    assert.equal(classified.scoring, 'sigmoid');
+    for (const { label, score } of classified.scores) {
+      const want = siglip.probs_per_image[0][siglip.texts.indexOf(label)];
+      assert.ok(Math.abs(score - want) <= 1e-4, `${name}: "${label}": ${score} vs ${want}`);
+    }
+    await page.evaluate(() => window.clip.dispose());
   }
 });
 
