@@ -88,7 +88,8 @@ pub struct ModelFiles<'a> {
     pub config: &'a str,
     /// `tokenizer.json`, or SigLIP's `spiece.model`.
     pub tokenizer: &'a [u8],
-    /// `tokenizer_config.json`, if the model has one (SigLIP reads its `pad_token`).
+    /// `tokenizer_config.json`, if the model has one (SigLIP reads its pad token and side and
+    /// its special-token flags).
     pub tokenizer_config: Option<&'a str>,
     /// `preprocessor_config.json`, if the model has one (open_clip's config holds its own).
     pub preprocessor: Option<&'a str>,
@@ -147,7 +148,7 @@ pub struct ModelDir {
 #[cfg(not(target_arch = "wasm32"))]
 impl ModelDir {
     /// Read the config (`config.json` if it is a CLIP config, else `open_clip_config.json`),
-    /// `tokenizer.json` (for SigLIP, else `spiece.model`) and, if present,
+    /// `tokenizer.json` (else, for SigLIP repos without one, `spiece.model`) and, if present,
     /// `tokenizer_config.json` and `preprocessor_config.json`.
     pub fn read(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::read_with_tokenizer(dir, None)

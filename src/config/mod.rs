@@ -903,7 +903,8 @@ pub const SIZE_LIMITS: SizeLimits = SizeLimits {
 /// Which layout a model directory follows, told by its config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// A Hugging Face `CLIPModel`: `config.json`, `model.safetensors`.
+    /// A Hugging Face `CLIPModel` or `SiglipModel` (its `Architecture` tells them apart):
+    /// `config.json`, `model.safetensors`.
     Clip,
     /// open_clip's hub layout: `open_clip_config.json`, `open_clip_model.safetensors`.
     OpenClip,
@@ -911,13 +912,17 @@ pub enum Family {
 
 impl Family {
     /// The family a config file's text belongs to, if it is one of ours: open_clip's has a
-    /// `model_cfg` section, a Hugging Face CLIP config has `text_config` or `model_type` "clip"
-    /// (other `config.json` files, e.g. timm's beside an open_clip checkpoint, are neither).
+    /// `model_cfg` section, a Hugging Face CLIP or SigLIP config has `text_config` or a
+    /// `model_type` of theirs (other `config.json` files, e.g. timm's beside an open_clip
+    /// checkpoint, are neither).
     pub fn recognize(config: &str) -> Option<Self> {
         let value = serde_json::from_str::<Value>(config).ok()?;
         if value.get("model_cfg").is_some() {
             Some(Family::OpenClip)
-        } else if value.get("text_config").is_some() || value["model_type"] == "clip" {
+        } else if value.get("text_config").is_some()
+            || value["model_type"] == "clip"
+            || value["model_type"] == siglip::MODEL_TYPE
+        {
             Some(Family::Clip)
         } else {
             None
