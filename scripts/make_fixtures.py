@@ -1139,8 +1139,11 @@ Synthetic PNGs (seeded numpy noise + gradients/shapes): {images}.
 * `transformers_cases.json` + `<image>_<S>_transformers.f32` - transformers' `CLIPImageProcessor`
   (its PIL backend, `CLIPImageProcessorPil`; the reference for Hugging Face directories) on
   images whose crop margin is odd: its crop offset is floored (its default torchvision backend
-  floors too, with a resize up to one 8-bit level from PIL's). `python3 scripts/make_fixtures.py
-  transformers-preprocess` regenerates only these.
+  floors too, with a resize up to one 8-bit level from PIL's). One of them, `images/tall.png`
+  (a 60x200 strip of `large.png`, written by this step), shrinks its height by more than twice
+  as many pixels as its width, so Pillow 13 resizes it vertical pass first (horizontal first
+  would be off by up to 4 levels). `python3 scripts/make_fixtures.py transformers-preprocess`
+  regenerates only these.
 
 ## models/<name>/
 
@@ -1246,7 +1249,10 @@ def make_gradients() -> None:
 
 # Cases whose crop margin is odd, so that transformers' floored offset and torchvision's
 # rounded one differ by a pixel (one per axis, and one at the demo's size).
-HF_PREPROCESS_JOBS = [("palette.png", 32), ("large.png", 31), ("portrait.png", 27)]
+HF_PREPROCESS_JOBS = [("palette.png", 32), ("large.png", 31), ("portrait.png", 27), ("tall.png", 27)]
+# tall.png: a 60x200 strip of large.png. Resized to 27x90, its height shrinks by more than twice
+# as many pixels as its width, so Pillow (since 13) runs the vertical pass first.
+TALL_STRIP = (100, 0, 160, 200)
 
 
 def make_hf_preprocess_cases() -> None:
@@ -1256,6 +1262,7 @@ def make_hf_preprocess_cases() -> None:
     differs from PIL's by up to one 8-bit level.)"""
     from transformers import CLIPImageProcessorPil
 
+    Image.open(IMG_DIR / "large.png").crop(TALL_STRIP).save(IMG_DIR / "tall.png")
     cases = []
     for name, size in HF_PREPROCESS_JOBS:
         processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
