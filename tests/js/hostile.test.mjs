@@ -18,6 +18,20 @@ const good = {
   preprocessor: await readFile(new URL('preprocessor_config.json', model), 'utf8'),
 };
 const png = await readFile(new URL('images/landscape.png', fixtures));
+const siglipDir = new URL('models/tiny-siglip/', fixtures);
+const siglip = {
+  config: await readFile(new URL('config.json', siglipDir), 'utf8'),
+  weights: await readFile(new URL('model.safetensors', siglipDir)),
+  tokenizer: await readFile(new URL('spiece.model', siglipDir)),
+  tokenizerConfig: await readFile(new URL('tokenizer_config.json', siglipDir), 'utf8'),
+  preprocessor: await readFile(new URL('preprocessor_config.json', siglipDir), 'utf8'),
+};
+/** SigLIP's spiece.model with `count` bytes from `at` overwritten by 0xff (not JSON, not valid protobuf). */
+const spoiled = (at, count) => {
+  const bytes = new Uint8Array(siglip.tokenizer);
+  bytes.fill(0xff, at, at + count);
+  return bytes;
+};
 
 /** Settle `thunk()` (sync or async) within `ms`: { value } | { error } | { pending: true }. */
 async function settle(thunk, ms = 30_000) {
@@ -111,6 +125,12 @@ test('loading: wrong arguments are E_INPUT, no WebGPU is E_BACKEND, bad files ar
     ['config not JSON', () => Clip.fromFiles({ ...good, config: '{' }), 'E_CONFIG'],
     ['tokenizer garbage', () => Clip.fromFiles({ ...good, tokenizer: new Uint8Array([1, 2, 3]) }), 'E_TOKENIZER'],
     ['weights empty', () => Clip.fromFiles({ ...good, weights: new Uint8Array(0) }), 'E_FORMAT'],
+    // SigLIP: SentencePiece models and tokenizer configs that are not what they claim.
+    ['spiece.model truncated', () => Clip.fromFiles({ ...siglip, tokenizer: siglip.tokenizer.subarray(0, 1000) }), 'E_TOKENIZER'],
+    ['spiece.model with its first pieces overwritten', () => Clip.fromFiles({ ...siglip, tokenizer: spoiled(0, 64) }), 'E_TOKENIZER'],
+    ['spiece.model for a CLIP model', () => Clip.fromFiles({ ...good, tokenizer: siglip.tokenizer }), 'E_TOKENIZER'],
+    ['tokenizer_config.json not JSON', () => Clip.fromFiles({ ...siglip, tokenizerConfig: '{"pad_token":' }), 'E_TOKENIZER'],
+    ['a pad token outside the vocabulary', () => Clip.fromFiles({ ...siglip, tokenizerConfig: '{"pad_token": "<nope>"}' }), 'E_TOKENIZER'],
   ]);
 });
 
