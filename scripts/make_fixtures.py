@@ -908,6 +908,14 @@ def _loss_case_inputs(rng: np.random.Generator, n: int, d: int, kind: str):
     return img, txt
 
 
+def _rounded_loss_inputs(n: int, d: int, kind: str, seed: int):
+    """A case's features, rounded as the JSON stores them: the rounded values ARE the inputs,
+    so everything computed from them is computed from exactly the numbers in the file."""
+    img_np, txt_np = _loss_case_inputs(np.random.default_rng(seed), n, d, kind)
+    return (torch.tensor(rnd10_list(img_np), dtype=torch.float64),
+            torch.tensor(rnd10_list(txt_np), dtype=torch.float64))
+
+
 LOSS_CASES = [
     # name, batch, dim, kind, raw logit_scale s (ClipLoss gets exp(s)), seed
     ("batch1_dim4", 1, 4, "paired", math.log(1 / 0.07), 101),
@@ -945,12 +953,7 @@ def make_loss_cases() -> dict:
 
     cases = []
     for name, n, d, kind, s_raw, seed in LOSS_CASES:
-        rng = np.random.default_rng(seed)
-        img_np, txt_np = _loss_case_inputs(rng, n, d, kind)
-        # The rounded values ARE the inputs: everything below is computed from exactly the
-        # numbers that end up in the JSON.
-        img_in = torch.tensor(rnd10_list(img_np), dtype=torch.float64)
-        txt_in = torch.tensor(rnd10_list(txt_np), dtype=torch.float64)
+        img_in, txt_in = _rounded_loss_inputs(n, d, kind, seed)
         s_in = rnd10(s_raw)
         for x in (img_in, txt_in):
             assert x.shape == (n, d)
@@ -1037,10 +1040,7 @@ def make_siglip_loss_cases() -> dict:
 
     cases = []
     for name, n, d, kind, s_raw, b_raw, seed in SIGLIP_LOSS_CASES:
-        rng = np.random.default_rng(seed)
-        img_np, txt_np = _loss_case_inputs(rng, n, d, kind)
-        img_in = torch.tensor(rnd10_list(img_np), dtype=torch.float64)
-        txt_in = torch.tensor(rnd10_list(txt_np), dtype=torch.float64)
+        img_in, txt_in = _rounded_loss_inputs(n, d, kind, seed)
         s_in, b_in = rnd10(s_raw), rnd10(b_raw)
         img = img_in.clone().requires_grad_(True)
         txt = txt_in.clone().requires_grad_(True)

@@ -30,18 +30,8 @@ fn image(name: &str) -> String {
 #[test]
 fn embed_prints_normalized_embeddings_in_argument_order() {
     let reference = read_json(model_dir("tiny-gelu").join("reference.json"));
-    let texts: Vec<&str> = reference["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let images: Vec<&str> = reference["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let texts = strings(&reference["texts"]);
+    let images = strings(&reference["images"]);
     let model = model();
     let mut args = vec!["embed", "--model", model.as_str()];
     let image_paths: Vec<String> = images.iter().map(|i| image(i)).collect();
@@ -114,12 +104,7 @@ fn tokenize_matches_the_reference_ids() {
     let reference = read_json(model_dir("tiny-gelu").join("reference.json"));
     let model = model();
     let mut args = vec!["tokenize", "--model", model.as_str()];
-    let texts: Vec<&str> = reference["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let texts = strings(&reference["texts"]);
     for t in &texts {
         args.extend(["--text", t]);
     }

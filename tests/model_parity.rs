@@ -147,33 +147,45 @@ fn open_clip_directories_match_open_clip_end_to_end() {
         assert_eq!(Family::detect(&config), Family::OpenClip);
         let clip = Clip::load_dir(&dir, &device).unwrap();
         let reference = read_json(dir.join("reference.json"));
-        let texts = reference["texts"].as_array().unwrap();
-        for (text, want) in texts.iter().zip(ids(&reference["input_ids"])) {
-            let got = clip.tokenizer().encode(text.as_str().unwrap()).unwrap();
-            assert_eq!(got, want, "{name}: token ids of {text}");
+        for (text, want) in strings(&reference["texts"])
+            .iter()
+            .zip(ids(&reference["input_ids"]))
+        {
+            let got = clip.tokenizer().encode(text).unwrap();
+            assert_eq!(got, want, "{name}: token ids of {text:?}");
         }
-        let files = reference["images"].as_array().unwrap();
-        let images: Vec<RgbImage> = files
-            .iter()
-            .map(|f| {
-                let path = fixtures().join("images").join(f.as_str().unwrap());
-                RgbImage::decode(&std::fs::read(path).unwrap()).unwrap()
-            })
-            .collect();
-        let pixels: Vec<f32> = images
-            .iter()
-            .flat_map(|image| clip.preprocess(image).unwrap().0)
-            .collect();
-        let diff = max_abs_diff(&pixels, &floats(&reference["pixel_values"]));
-        assert!(diff <= 1e-5, "{name}: pixel values differ by {diff}");
-        let embeddings = block_on(clip.embed_images(&images)).unwrap();
-        assert_embeddings_close(
-            &format!("{name} image files"),
-            &embeddings,
-            &rows(&reference["image_embeds"]),
-            1e-4,
-        );
+        check_image_files(name, &clip, &reference);
     }
+}
+
+/// The reference's image files decoded, preprocessed (pixels within 1e-5 of the reference's)
+/// and embedded (within 1e-4): the images and their embeddings.
+fn check_image_files(
+    name: &str,
+    clip: &Clip,
+    reference: &serde_json::Value,
+) -> (Vec<RgbImage>, Vec<Vec<f32>>) {
+    let images: Vec<RgbImage> = strings(&reference["images"])
+        .iter()
+        .map(|f| {
+            let path = fixtures().join("images").join(f);
+            RgbImage::decode(&std::fs::read(path).unwrap()).unwrap()
+        })
+        .collect();
+    let pixels: Vec<f32> = images
+        .iter()
+        .flat_map(|image| clip.preprocess(image).unwrap().0)
+        .collect();
+    let diff = max_abs_diff(&pixels, &floats(&reference["pixel_values"]));
+    assert!(diff <= 1e-5, "{name}: pixel values differ by {diff}");
+    let embeddings = block_on(clip.embed_images(&images)).unwrap();
+    assert_embeddings_close(
+        &format!("{name} image files"),
+        &embeddings,
+        &rows(&reference["image_embeds"]),
+        1e-4,
+    );
+    (images, embeddings)
 }
 
 /// A SigLIP directory end to end against `transformers`' `SiglipModel`: token ids (padded to the
@@ -182,12 +194,7 @@ fn open_clip_directories_match_open_clip_end_to_end() {
 fn check_siglip(name: &str, clip: &Clip) {
     let dir = model_dir(name);
     let reference = read_json(dir.join("reference.json"));
-    let texts: Vec<&str> = reference["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let texts = strings(&reference["texts"]);
     for (text, want) in texts.iter().zip(ids(&reference["input_ids"])) {
         let got = clip.tokenizer().encode(text).unwrap();
         assert_eq!(got, want, "{name}: token ids of {text:?}");
@@ -221,27 +228,7 @@ fn check_siglip(name: &str, clip: &Clip) {
         1e-4,
     );
 
-    let files = reference["images"].as_array().unwrap();
-    let images: Vec<RgbImage> = files
-        .iter()
-        .map(|f| {
-            let path = fixtures().join("images").join(f.as_str().unwrap());
-            RgbImage::decode(&std::fs::read(path).unwrap()).unwrap()
-        })
-        .collect();
-    let pixels: Vec<f32> = images
-        .iter()
-        .flat_map(|image| clip.preprocess(image).unwrap().0)
-        .collect();
-    let diff = max_abs_diff(&pixels, &floats(&reference["pixel_values"]));
-    assert!(diff <= 1e-5, "{name}: pixel values differ by {diff}");
-    let image_embeds = block_on(clip.embed_images(&images)).unwrap();
-    assert_embeddings_close(
-        &format!("{name} image files"),
-        &image_embeds,
-        &rows(&reference["image_embeds"]),
-        1e-4,
-    );
+    let (images, image_embeds) = check_image_files(name, clip, &reference);
 
     let webclip::tasks::Scoring::Sigmoid { scale, bias } = clip.scoring() else {
         panic!("{name}: SigLIP scores with a sigmoid");

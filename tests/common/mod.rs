@@ -31,6 +31,14 @@ pub fn rows(v: &Value) -> Vec<Vec<f32>> {
     v.as_array().expect("array").iter().map(floats).collect()
 }
 
+pub fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_str().expect("string"))
+        .collect()
+}
+
 pub fn ids(v: &Value) -> Vec<Vec<u32>> {
     v.as_array()
         .expect("array")
