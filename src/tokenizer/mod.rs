@@ -1,8 +1,9 @@
 //! Tokenization through the `tokenizers` crate, with each family's rules. CLIP: open_clip's text
 //! clean-up, then the BPE of a `tokenizer.json` with the start and end tokens. SigLIP: the
-//! `tokenizer.json` as it is (its post-processor appends the end token), padded to the whole
-//! context as the reference processor pads (`padding="max_length"`). Both cut long texts keeping
-//! the end token.
+//! `tokenizer.json` as it is (with what `tokenizer_config.json` changes, [`siglip`]) or a
+//! SentencePiece `spiece.model` ([`spiece`]), padded to the whole context as the reference
+//! processor pads (`padding="max_length"`). Long texts are cut keeping the end token (CLIP: as
+//! open_clip does; SigLIP: before the special tokens are added, as `truncation=True` does).
 
 mod clean;
 mod html;
@@ -74,10 +75,10 @@ impl ClipTokenizer {
     /// Load a SigLIP tokenizer: a `tokenizer.json`, used as it is (no CLIP clean-up), or a
     /// SentencePiece `spiece.model` (told apart by their contents), which encodes as
     /// `transformers`' `SiglipTokenizer`. Texts are cut to `max_len` before the special tokens
-    /// are added (as `truncation=True` cuts) and padded to `max_len` with the pad token: `tokenizer_config.json`'s `pad_token` where
-    /// given, else the `tokenizer.json`'s padding token or `<pad>`, else (`spiece.model`)
-    /// `</s>`, SiglipTokenizer's default; on the right, or on the left where the config says so
-    /// (`Siglip2Tokenizer` by default). A `tokenizer.json` also gets what `transformers`
+    /// are added (as `truncation=True` cuts) and padded to `max_len` with the pad token:
+    /// `tokenizer_config.json`'s `pad_token` where given, else the `tokenizer.json`'s padding
+    /// token or `<pad>`, else (`spiece.model`) `</s>`, SiglipTokenizer's default; on the right,
+    /// or on the left where the config says so (`Siglip2Tokenizer` by default). A `tokenizer.json` also gets what `transformers`
     /// applies from the config at load ([`TokenizerConfig::apply`]).
     pub fn siglip(file: &[u8], tokenizer_config: Option<&str>, max_len: usize) -> Result<Self> {
         let config = TokenizerConfig::parse(tokenizer_config)?;
@@ -130,13 +131,14 @@ impl ClipTokenizer {
     /// Token ids of one text, special tokens included, padded only for SigLIP. A text longer
     /// than the context is cut, keeping the end token last (as open_clip does).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let cleaned = match self.pad_to_max {
-            None => clean_text(text),
-            Some(_) => text.to_string(),
+        // SigLIP's clean-up, where it has one, is part of its tokenizer.
+        let cleaned: std::borrow::Cow<str> = match self.pad_to_max {
+            None => clean_text(text).into(),
+            Some(_) => text.into(),
         };
         let encoding = self
             .inner
-            .encode(cleaned.as_str(), true)
+            .encode(cleaned.as_ref(), true)
             .map_err(|e| Error::Tokenizer(format!("encoding {text:?}: {e}")))?;
         let mut ids = encoding.get_ids().to_vec();
         if ids.len() > self.max_len {
