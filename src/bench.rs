@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::{ClipConfig, TextPooling};
 use crate::error::Result;
-use crate::model::{ClipModel, TokenBatch};
+use crate::model::{ClipModel, DenseLayers, TokenBatch};
 use crate::train::model_loss;
 use crate::train::optim::{AdamW, AdamWConfig};
 
@@ -73,7 +73,8 @@ fn time<F: FnMut() -> Result<()>>(
 
 /// Measure image and text embedding latency for batches 1 and 8.
 pub fn run(config: &ClipConfig, device: &Device, runs: usize) -> Result<Vec<BenchCase>> {
-    let model = ClipModel::new(config, device);
+    let mut model = ClipModel::new(config, device);
+    model.pack_for_cpu();
     let v = &config.vision;
     let read = |t: Tensor<2>| crate::model::values(t).map(|_| ());
     let mut cases = Vec::new();

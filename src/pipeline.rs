@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::config::{open_clip, Architecture, ClipConfig, Family, PreprocessConfig};
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
-use crate::model::{ClipModel, TokenBatch};
+use crate::model::{ClipModel, DenseLayers, TokenBatch};
 use crate::tasks::{self, Ensemble, LabelScore, RankHit, Scoring};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::WeightLoader;
@@ -314,7 +314,7 @@ impl Clip {
     /// A `Clip` around a model already in memory on `device` (e.g. the one being trained, as
     /// `Module::valid()` gives it: no file round trip).
     pub async fn from_parts(
-        model: ClipModel,
+        mut model: ClipModel,
         config: ClipConfig,
         tokenizer: ClipTokenizer,
         preprocess: PreprocessConfig,
@@ -325,6 +325,8 @@ impl Clip {
             Some(bias) => Some(read_values(bias.val().reshape([1, 1])).await?[0]),
             None => None,
         };
+        // On the CPU backend, weights go into the layout of this CPU's matrix kernel.
+        model.pack_for_cpu();
         Ok(Clip {
             model,
             config,
@@ -374,7 +376,9 @@ impl Clip {
         &self.tokenizer
     }
 
-    /// The burn model.
+    /// The burn model. On the CPU backend its linear weights are packed for inference
+    /// ([`DenseLayers::pack_for_cpu`]); [`DenseLayers::unpack`] restores them (export and
+    /// training do it themselves).
     pub fn model(&self) -> &ClipModel {
         &self.model
     }

@@ -2,10 +2,9 @@
 //! heads), the learned temperature and (SigLIP) bias.
 
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{apply, linear};
+use super::dense::{Dense, DenseLayers};
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
 use crate::config::{siglip, Architecture, ClipConfig};
@@ -18,9 +17,9 @@ pub struct ClipModel {
     pub text_model: TextTransformer,
     pub vision_model: VisionTransformer,
     /// CLIP only.
-    pub text_projection: Option<Linear>,
+    pub text_projection: Option<Dense>,
     /// CLIP only.
-    pub visual_projection: Option<Linear>,
+    pub visual_projection: Option<Dense>,
     /// Log of the inverse temperature; logits are `exp(logit_scale) * cos (+ logit_bias)`.
     pub logit_scale: Param<Tensor<1>>,
     /// SigLIP only.
@@ -32,7 +31,7 @@ impl ClipModel {
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
         let clip = config.architecture == Architecture::Clip;
         let projection =
-            |width: usize| clip.then(|| linear(width, config.projection_dim, false, device));
+            |width: usize| clip.then(|| Dense::new(width, config.projection_dim, false, device));
         let scalar = |value: f64| Param::from_tensor(Tensor::from_floats([value as f32], device));
         Self {
             text_model: TextTransformer::new(&config.text, device),
@@ -65,9 +64,19 @@ impl ClipModel {
     }
 }
 
-fn project(projection: &Option<Linear>, features: Tensor<2>) -> Tensor<2> {
+impl DenseLayers for ClipModel {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        let mut dense = self.text_model.dense_layers();
+        dense.extend(self.vision_model.dense_layers());
+        dense.extend(self.text_projection.as_mut());
+        dense.extend(self.visual_projection.as_mut());
+        dense
+    }
+}
+
+fn project(projection: &Option<Dense>, features: Tensor<2>) -> Tensor<2> {
     match projection {
-        Some(projection) => apply(projection, features),
+        Some(projection) => projection.forward(features),
         None => features,
     }
 }

@@ -11,10 +11,12 @@
 //! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
 //! else, training included, takes burn's path unchanged.
 
+use super::dense::Dense;
 use super::layers::activate;
+use super::panels::Kernel;
 use crate::config::Activation;
 use burn::backend::Flex;
-use burn::nn::Linear;
+use burn::tensor::module::linear;
 use burn::tensor::{DType, Shape, Tensor};
 use burn_flex::FlexTensor;
 
@@ -25,27 +27,40 @@ const COLUMN_ALIGN: usize = 16;
 /// Activations are applied in parallel chunks of at least this many values.
 const ACTIVATION_CHUNK: usize = 4096;
 
-/// `linear.forward(x)` through the fast path where it applies.
-pub fn forward<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
-    match try_forward(linear, &x, None) {
+/// `dense.forward(x)` through the fast path where it applies.
+pub fn forward<const D: usize>(dense: &Dense, x: Tensor<D>) -> Tensor<D> {
+    match try_forward(dense, &x, None) {
         Some(out) => out,
-        None => linear.forward(x),
+        None => linear(x, dense.weight_rows(), dense.bias.as_ref().map(|b| b.val())),
     }
 }
 
-/// `activate(linear.forward(x), activation)`; on the fast path the activation is applied in
+/// `activate(dense.forward(x), activation)`; on the fast path the activation is applied in
 /// the same pass over the output, in parallel (burn's is three single-threaded passes).
 pub fn forward_activated<const D: usize>(
-    linear: &Linear,
+    dense: &Dense,
     x: Tensor<D>,
     activation: Activation,
 ) -> Tensor<D> {
     // Exact GELU needs erf, which std lacks: burn applies it.
     let fused = (activation != Activation::Gelu).then_some(activation);
-    match fused.and_then(|a| try_forward(linear, &x, Some(a))) {
+    match fused.and_then(|a| try_forward(dense, &x, Some(a))) {
         Some(out) => out,
-        None => activate(forward(linear, x), activation),
+        None => activate(forward(dense, x), activation),
     }
+}
+
+/// `f` of the values of a plain (non-autodiff) f32 CPU tensor with contiguous data; `None`
+/// for any other tensor.
+pub fn with_f32_values<const D: usize, R>(
+    tensor: &Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Option<R> {
+    let tensor = tensor.clone().try_into_primitive::<Flex>().ok()?;
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    Some(f(tensor.as_slice::<f32>()?))
 }
 
 /// Apply QuickGELU or tanh-GELU to every value. Each arm is a loop of plain arithmetic over
@@ -95,14 +110,23 @@ fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// A weight as the fast path reads it.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    /// `[k, n]`, row-major: multiplied by `gemm`.
+    Rows(&'a [f32]),
+    /// Packed in panels for `Kernel`.
+    Panels(Kernel, &'a [f32]),
+}
+
 fn try_forward<const D: usize>(
-    linear: &Linear,
+    dense: &Dense,
     x: &Tensor<D>,
     activation: Option<Activation>,
 ) -> Option<Tensor<D>> {
     let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    let w = linear.weight.val().try_into_primitive::<Flex>().ok()?;
-    let b = match &linear.bias {
+    let w = dense.weight.val().try_into_primitive::<Flex>().ok()?;
+    let b = match &dense.bias {
         Some(bias) => Some(bias.val().try_into_primitive::<Flex>().ok()?),
         None => None,
     };
@@ -115,10 +139,16 @@ fn try_forward<const D: usize>(
         Some(_) => return None,
         None => None,
     };
-    let dims = x.layout().shape().to_vec();
-    let [k, n] = w.layout().shape().to_vec()[..] else {
-        return None;
+    let (k, n) = (dense.d_input, dense.d_output);
+    let weights = match dense.panel_width() {
+        Some(width) => Weights::Panels(Kernel::for_width(width)?, w_data),
+        // A row-major weight exactly one panel wide is in the panel layout already.
+        None => match Kernel::for_width(n) {
+            Some(kernel) => Weights::Panels(kernel, w_data),
+            None => Weights::Rows(w_data),
+        },
     };
+    let dims = x.layout().shape().to_vec();
     if dims.last() != Some(&k) || bias.is_some_and(|b| b.len() != n) {
         return None;
     }
@@ -128,12 +158,13 @@ fn try_forward<const D: usize>(
     *out_dims.last_mut().expect("D >= 1") = n;
     let mut out = FlexTensor::empty(Shape::from(out_dims), DType::F32);
     let out_data: &mut [f32] = out.storage_mut();
-    if let Some(bias) = bias {
-        for row in out_data.chunks_exact_mut(n) {
-            row.copy_from_slice(bias);
-        }
+    match bias {
+        Some(bias) => out_data
+            .chunks_exact_mut(n)
+            .for_each(|row| row.copy_from_slice(bias)),
+        None => out_data.fill(0.0),
     }
-    matmul_accumulate(m, k, n, x_data, w_data, out_data);
+    multiply_accumulate(m, k, n, x_data, weights, out_data);
     if let Some(activation) = activation {
         for_each_part(out_data.chunks_mut(n.max(ACTIVATION_CHUNK)), |chunk| {
             apply_activation(chunk, activation)
@@ -142,49 +173,80 @@ fn try_forward<const D: usize>(
     Some(Tensor::from_primitive::<Flex>(out))
 }
 
-/// `out[m, n] += x[m, k] @ w[k, n]`, all row-major, with the columns split across threads.
-fn matmul_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
-    let threads = threads();
-    let parts = if m * n * k < SPLIT_THRESHOLD {
-        1
-    } else {
-        threads.min(n / COLUMN_ALIGN).max(1)
-    };
-    let width = n.div_ceil(parts).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
-    let (x_ptr, w_ptr, out_ptr) = (
-        x.as_ptr() as usize,
-        w.as_ptr() as usize,
-        out.as_mut_ptr() as usize,
-    );
-    let part = |start: usize| {
-        let cols = width.min(n - start);
-        // SAFETY: `x` is `m x k`, `w` is `k x n`, `out` is `m x n`, all row-major and alive for
-        // this call; each part writes only its own columns `start..start + cols` of `out`.
-        unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
-                (out_ptr as *mut f32).add(start),
-                1,
-                n as isize,
-                true,
-                x_ptr as *const f32,
-                1,
-                k as isize,
-                (w_ptr as *const f32).add(start),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+/// `out[m, n] += x[m, k] @ w[k, n]`, with the output columns split across threads (each
+/// thread streams only its share of the weights).
+fn multiply_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: Weights, out: &mut [f32]) {
+    let split = m * n * k >= SPLIT_THRESHOLD;
+    let out_ptr = out.as_mut_ptr() as usize;
+    match w {
+        Weights::Rows(w) => {
+            let parts = if split {
+                threads().min(n / COLUMN_ALIGN).max(1)
+            } else {
+                1
+            };
+            let width = n.div_ceil(parts).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
+            for_each_part((0..n).step_by(width.max(1)), |start| {
+                // SAFETY: `x` is `m x k`, `w` is `k x n`, `out` is `m x n`, all row-major and
+                // alive for this call; each part writes only its own columns
+                // `start..start + cols` of `out`.
+                unsafe { gemm_columns(m, k, n, x, w, start..n.min(start + width), out_ptr) }
+            });
         }
-    };
-    for_each_part((0..n).step_by(width.max(1)), part);
+        Weights::Panels(kernel, packed) => {
+            let count = n.div_ceil(kernel.width());
+            let parts = if split { threads().min(count) } else { 1 };
+            let per_part = count.div_ceil(parts.max(1)).max(1);
+            for_each_part((0..count).step_by(per_part), |first| {
+                // SAFETY: as above; each part reads and writes only the columns of its panels.
+                unsafe {
+                    kernel.multiply_accumulate(
+                        (m, k, n),
+                        x,
+                        packed,
+                        first..count.min(first + per_part),
+                        out_ptr as *mut f32,
+                    )
+                }
+            });
+        }
+    }
+}
+
+/// `out[.., columns] += x @ w[.., columns]` through `gemm` (on the calling thread).
+///
+/// # Safety
+/// `x` is `m x k`, `w` is `k x n`; `out` points at `m x n` values, all row-major.
+unsafe fn gemm_columns(
+    m: usize,
+    k: usize,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    columns: std::ops::Range<usize>,
+    out: usize,
+) {
+    gemm::gemm(
+        m,
+        columns.len(),
+        k,
+        (out as *mut f32).add(columns.start),
+        1,
+        n as isize,
+        true,
+        x.as_ptr(),
+        1,
+        k as isize,
+        w.as_ptr().add(columns.start),
+        1,
+        n as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// Threads available for one product.
@@ -217,6 +279,7 @@ fn for_each_part<T>(items: impl Iterator<Item = T>, f: impl Fn(T)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DenseLayers;
     use burn::tensor::{Device, TensorData};
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -224,6 +287,13 @@ mod tests {
             .zip(b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
+    }
+
+    /// The layer as given and packed for this CPU's kernel (where it has one).
+    fn layouts(dense: Dense) -> Vec<Dense> {
+        let mut packed = dense.clone();
+        packed.pack_for_cpu();
+        vec![dense, packed]
     }
 
     #[test]
@@ -234,20 +304,61 @@ mod tests {
             (3, 7, 33, 17, true),
             (2, 12, 128, 512, false),
             (1, 1, 5, 3, true),
+            (1, 13, 40, 64, true),
         ] {
-            let linear = burn::nn::LinearConfig::new(k, n)
-                .with_bias(bias)
-                .init(&device);
             let values: Vec<f32> = (0..batch * rows * k)
                 .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
                 .collect();
             let x = Tensor::<3>::from_data(TensorData::new(values, [batch, rows, k]), &device);
-            let ours = try_forward(&linear, &x, None).expect("the fast path applies");
-            let ours = crate::model::values(ours).unwrap();
-            let burns = crate::model::values(linear.forward(x)).unwrap();
-            let diff = max_abs_diff(&ours, &burns);
-            assert!(diff < 1e-4, "[{batch}, {rows}, {k}] x [{k}, {n}]: {diff}");
+            let dense = Dense::new(k, n, bias, &device);
+            let burns = linear(
+                x.clone(),
+                dense.weight.val(),
+                dense.bias.as_ref().map(|b| b.val()),
+            );
+            let burns = crate::model::values(burns).unwrap();
+            for dense in layouts(dense) {
+                let ours = try_forward(&dense, &x, None).expect("the fast path applies");
+                let ours = crate::model::values(ours).unwrap();
+                let diff = max_abs_diff(&ours, &burns);
+                let packed = dense.panel_width();
+                assert!(
+                    diff < 1e-4,
+                    "[{batch}, {rows}, {k}] x [{k}, {n}], panels {packed:?}: {diff}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn packing_keeps_the_weights() {
+        let device = Device::flex();
+        let dense = Dense::new(24, 100, true, &device);
+        let rows = crate::model::values(dense.weight.val()).unwrap();
+        let [_, mut packed] = layouts(dense).try_into().unwrap();
+        if Kernel::detect().is_some() {
+            assert!(packed.panel_width().is_some());
+        }
+        assert_eq!(crate::model::values(packed.weight_rows()).unwrap(), rows);
+        packed.unpack();
+        assert_eq!(packed.panel_width(), None);
+        assert_eq!(crate::model::values(packed.weight.val()).unwrap(), rows);
+    }
+
+    #[test]
+    fn burns_path_reads_packed_weights_too() {
+        // A strided input is not for the fast path: burn multiplies, by the unpacked weight.
+        let device = Device::flex();
+        let mut dense = Dense::new(8, 20, true, &device);
+        let x = Tensor::<2>::from_data(
+            TensorData::new((0..40).map(|i| i as f32 / 7.0).collect::<Vec<_>>(), [8, 5]),
+            &device,
+        )
+        .transpose();
+        let want = crate::model::values(dense.forward(x.clone())).unwrap();
+        dense.pack_for_cpu();
+        let got = crate::model::values(dense.forward(x)).unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-5);
     }
 
     #[test]
@@ -266,30 +377,37 @@ mod tests {
     #[test]
     fn fused_activations_match_burns() {
         let device = Device::flex();
-        let linear = burn::nn::LinearConfig::new(48, 80).init(&device);
+        let dense = Dense::new(48, 80, true, &device);
         let values: Vec<f32> = (0..2 * 9 * 48)
             .map(|i| ((i * 53) % 97) as f32 / 24.0 - 2.0)
             .collect();
         let x = Tensor::<3>::from_data(TensorData::new(values, [2, 9, 48]), &device);
+        let burns = |activation| {
+            let bias = dense.bias.as_ref().map(|b| b.val());
+            let plain = linear(x.clone(), dense.weight.val(), bias);
+            crate::model::values(activate(plain, activation)).unwrap()
+        };
         for activation in [
             Activation::QuickGelu,
             Activation::GeluTanh,
             Activation::Gelu,
         ] {
-            let ours =
-                crate::model::values(forward_activated(&linear, x.clone(), activation)).unwrap();
-            let burns =
-                crate::model::values(activate(linear.forward(x.clone()), activation)).unwrap();
-            let diff = max_abs_diff(&ours, &burns);
-            assert!(diff < 1e-5, "{activation:?}: {diff}");
+            let want = burns(activation);
+            for dense in layouts(dense.clone()) {
+                let ours = forward_activated(&dense, x.clone(), activation);
+                let diff = max_abs_diff(&crate::model::values(ours).unwrap(), &want);
+                assert!(diff < 1e-5, "{activation:?}: {diff}");
+            }
         }
     }
 
     #[test]
     fn autodiff_tensors_take_burns_path() {
         let device = Device::flex().autodiff();
-        let linear = burn::nn::LinearConfig::new(4, 4).init(&device);
+        let mut dense = Dense::new(4, 100, true, &device);
+        dense.pack_for_cpu();
+        assert_eq!(dense.panel_width(), None, "autodiff weights stay row-major");
         let x = Tensor::<2>::ones([2, 4], &device).require_grad();
-        assert!(try_forward(&linear, &x, None).is_none());
+        assert!(try_forward(&dense, &x, None).is_none());
     }
 }

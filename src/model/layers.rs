@@ -2,14 +2,13 @@
 //! pre-LayerNorm encoder layer of CLIP's and SigLIP's transformers.
 
 use burn::module::{Module, Param};
-use burn::nn::{
-    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
-};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
+use super::dense::{Dense, DenseLayers};
 use crate::config::Activation;
 
 /// Apply the configured nonlinearity.
@@ -19,29 +18,6 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
     }
-}
-
-/// A linear layer whose parameters are created lazily (they are usually replaced by loaded
-/// weights before first use).
-pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> Linear {
-    LinearConfig::new(d_input, d_output)
-        .with_bias(bias)
-        .init(device)
-}
-
-/// `linear.forward(x)`; on the CPU backend through [`super::cpu_linear`].
-pub fn apply<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
-    super::cpu_linear::forward(linear, x)
-}
-
-/// `activate(linear.forward(x), activation)`; on the CPU backend in one pass through
-/// [`super::cpu_linear`].
-pub fn apply_activated<const D: usize>(
-    linear: &Linear,
-    x: Tensor<D>,
-    activation: Activation,
-) -> Tensor<D> {
-    super::cpu_linear::forward_activated(linear, x, activation)
 }
 
 /// A lazily initialised parameter drawn from `N(0, std²)`.
@@ -68,16 +44,16 @@ pub fn layer_norm(d_model: usize, epsilon: f64, device: &Device) -> LayerNorm {
 /// `q_proj`, `k_proj` and `v_proj` (see `weights::mapping`): one matrix product instead of three.
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub qkv_proj: Linear,
-    pub out_proj: Linear,
+    pub qkv_proj: Dense,
+    pub out_proj: Dense,
     pub num_heads: usize,
 }
 
 impl Attention {
     pub fn new(hidden: usize, num_heads: usize, device: &Device) -> Self {
         Self {
-            qkv_proj: linear(hidden, 3 * hidden, true, device),
-            out_proj: linear(hidden, hidden, true, device),
+            qkv_proj: Dense::new(hidden, 3 * hidden, true, device),
+            out_proj: Dense::new(hidden, hidden, true, device),
             num_heads,
         }
     }
@@ -88,7 +64,9 @@ impl Attention {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         // [batch, seq, 3 * hidden] -> [3, batch, heads, seq, head_dim]
-        let qkv = apply(&self.qkv_proj, x)
+        let qkv = self
+            .qkv_proj
+            .forward(x)
             .reshape([batch, seq, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
@@ -104,8 +82,8 @@ impl Attention {
             t.reshape([batch, seq, self.num_heads, hidden / self.num_heads])
                 .swap_dims(1, 2)
         };
-        let q = apply(&self.qkv_proj, query).narrow(2, 0, hidden);
-        let kv = apply(&self.qkv_proj, x);
+        let q = self.qkv_proj.forward(query).narrow(2, 0, hidden);
+        let kv = self.qkv_proj.forward(x);
         let (k, v) = (
             kv.clone().narrow(2, hidden, hidden),
             kv.narrow(2, 2 * hidden, hidden),
@@ -131,15 +109,21 @@ impl Attention {
         let context = attention(q, k, v, mask, None, options)
             .swap_dims(1, 2)
             .reshape([batch, queries, self.num_heads * head_dim]);
-        apply(&self.out_proj, context)
+        self.out_proj.forward(context)
+    }
+}
+
+impl DenseLayers for Attention {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        vec![&mut self.qkv_proj, &mut self.out_proj]
     }
 }
 
 /// The feed-forward block: `fc2(act(fc1(x)))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub fc1: Linear,
-    pub fc2: Linear,
+    pub fc1: Dense,
+    pub fc2: Dense,
     #[module(skip)]
     pub activation: Activation,
 }
@@ -152,14 +136,21 @@ impl Mlp {
         device: &Device,
     ) -> Self {
         Self {
-            fc1: linear(hidden, intermediate, true, device),
-            fc2: linear(intermediate, hidden, true, device),
+            fc1: Dense::new(hidden, intermediate, true, device),
+            fc2: Dense::new(intermediate, hidden, true, device),
             activation,
         }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        apply(&self.fc2, apply_activated(&self.fc1, x, self.activation))
+        self.fc2
+            .forward(self.fc1.forward_activated(x, self.activation))
+    }
+}
+
+impl DenseLayers for Mlp {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        vec![&mut self.fc1, &mut self.fc2]
     }
 }
 
@@ -227,5 +218,18 @@ impl Encoder {
             x = layer.forward(x, mask.clone(), causal);
         }
         x
+    }
+}
+
+impl DenseLayers for Encoder {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        self.layers
+            .iter_mut()
+            .flat_map(|layer| {
+                let mut dense = layer.self_attn.dense_layers();
+                dense.extend(layer.mlp.dense_layers());
+                dense
+            })
+            .collect()
     }
 }

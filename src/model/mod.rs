@@ -3,11 +3,14 @@
 
 pub mod clip;
 mod cpu_linear;
+pub mod dense;
 pub mod layers;
+mod panels;
 pub mod text;
 pub mod vision;
 
 pub use clip::{l2_normalize, ClipModel};
+pub use dense::{Dense, DenseLayers};
 pub use text::{pool_position, TextTransformer, TokenBatch};
 pub use vision::VisionTransformer;
 

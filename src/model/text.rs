@@ -1,10 +1,11 @@
 //! The text transformer (causal in CLIP, bidirectional in SigLIP) and its pooling rules.
 
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::layers::{apply, embedding, layer_norm, linear, Encoder, EncoderShape};
+use super::dense::{Dense, DenseLayers};
+use super::layers::{embedding, layer_norm, Encoder, EncoderShape};
 use crate::config::{TextConfig, TextPooling};
 use crate::error::{Error, Result};
 
@@ -16,7 +17,7 @@ pub struct TextTransformer {
     pub encoder: Encoder,
     pub final_layer_norm: LayerNorm,
     /// SigLIP's linear head on the pooled token (CLIP projects outside the tower).
-    pub head: Option<Linear>,
+    pub head: Option<Dense>,
 }
 
 /// Token and position embeddings (`CLIPTextEmbeddings`).
@@ -164,7 +165,7 @@ impl TextTransformer {
     pub fn new(config: &TextConfig, device: &Device) -> Self {
         let head = config
             .projection_size
-            .map(|width| linear(config.hidden_size, width, true, device));
+            .map(|width| Dense::new(config.hidden_size, width, true, device));
         let hidden = config.hidden_size;
         let shape = EncoderShape {
             hidden,
@@ -204,9 +205,17 @@ impl TextTransformer {
             .reshape([size * seq, hidden])
             .select(0, batch.pool_index.clone());
         match &self.head {
-            Some(head) => apply(head, pooled),
+            Some(head) => head.forward(pooled),
             None => pooled,
         }
+    }
+}
+
+impl DenseLayers for TextTransformer {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        let mut dense = self.encoder.dense_layers();
+        dense.extend(self.head.as_mut());
+        dense
     }
 }
 

@@ -2,12 +2,11 @@
 //! the class token; SigLIP: an attention-pooling head).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{
-    apply, embedding, layer_norm, linear, normal, Attention, Encoder, EncoderShape, Mlp,
-};
+use super::dense::{Dense, DenseLayers};
+use super::layers::{embedding, layer_norm, normal, Attention, Encoder, EncoderShape, Mlp};
 use crate::config::{VisionConfig, VisionPooling};
 
 /// The vision transformer (`CLIPVisionTransformer` / `SiglipVisionTransformer` in
@@ -29,7 +28,7 @@ pub struct VisionTransformer {
 pub struct VisionEmbeddings {
     /// The patch convolution (stride = kernel; a bias in SigLIP) as a matrix
     /// `[channels * patch * patch, hidden]` over flattened patches.
-    pub patch_embedding: Linear,
+    pub patch_embedding: Dense,
     /// CLIP only.
     pub class_embedding: Option<Param<Tensor<1>>>,
     /// `[num_positions, hidden]`.
@@ -64,7 +63,7 @@ impl VisionTransformer {
         let eps = config.layer_norm_eps;
         Self {
             embeddings: VisionEmbeddings {
-                patch_embedding: linear(patch_dim, hidden, !clip, device),
+                patch_embedding: Dense::new(patch_dim, hidden, !clip, device),
                 class_embedding: clip.then(|| normal([hidden], 0.02, device)),
                 position_embedding: embedding(config.num_positions(), hidden, 0.02, device),
                 patch_size: config.patch_size,
@@ -101,6 +100,18 @@ impl VisionTransformer {
     }
 }
 
+impl DenseLayers for VisionTransformer {
+    fn dense_layers(&mut self) -> Vec<&mut Dense> {
+        let mut dense = vec![&mut self.embeddings.patch_embedding];
+        dense.extend(self.encoder.dense_layers());
+        if let Some(head) = &mut self.head {
+            dense.extend(head.attention.dense_layers());
+            dense.extend(head.mlp.dense_layers());
+        }
+        dense
+    }
+}
+
 impl VisionEmbeddings {
     /// `pixels`: `[batch, channels, size, size]` → `[batch, positions, hidden]`.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
@@ -117,7 +128,7 @@ impl VisionEmbeddings {
             .reshape([batch, channels, rows, p, cols, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch, rows * cols, channels * p * p]);
-        let x = apply(&self.patch_embedding, patches);
+        let x = self.patch_embedding.forward(patches);
         let hidden = x.dims()[2];
         let x = match &self.class_embedding {
             Some(class) => {

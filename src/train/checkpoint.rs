@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::optim::{AdamW, AdamWConfig};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
-use crate::model::ClipModel;
+use crate::model::{ClipModel, DenseLayers};
 use crate::pipeline::ModelDir;
 use crate::weights::safetensors::{decode_f32, serialize, Header};
 use crate::weights::ParamTable;
@@ -357,8 +357,10 @@ pub fn read(checkpoint: &Resolved, optimizer: AdamWConfig, device: &Device) -> R
     })
 }
 
-/// Mark every parameter as trainable (a loaded model is for inference).
-pub fn trainable(model: ClipModel) -> ClipModel {
+/// Mark every parameter as trainable (a loaded model is for inference: its weights are
+/// unpacked where they were packed).
+pub fn trainable(mut model: ClipModel) -> ClipModel {
+    model.unpack();
     struct RequireGrad;
     impl ModuleMapper for RequireGrad {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

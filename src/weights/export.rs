@@ -9,7 +9,7 @@ use super::mapping::ParamTable;
 use super::safetensors::serialize;
 use crate::config::ClipConfig;
 use crate::error::Result;
-use crate::model::ClipModel;
+use crate::model::{ClipModel, DenseLayers};
 
 /// The floating-point type written to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +25,10 @@ pub fn export_safetensors(
     config: &ClipConfig,
     dtype: WeightDtype,
 ) -> Result<Vec<u8>> {
-    let values = param_values(model)?;
-    let tensors = ParamTable::new(model, config).to_checkpoint(&values);
+    let mut model = model.clone();
+    model.unpack();
+    let values = param_values(&model)?;
+    let tensors = ParamTable::new(&model, config).to_checkpoint(&values);
     let entries: Vec<_> = tensors
         .into_iter()
         .map(|t| {

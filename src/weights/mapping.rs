@@ -291,7 +291,7 @@ impl ModuleVisitor for Walk {
             },
             None => vec![name.clone()],
         };
-        let matrix = container == "Struct:Linear" && field == "weight";
+        let matrix = container == "Struct:Dense" && field == "weight";
         // Judged by the Hugging Face name, whatever the checkpoint calls it.
         let layout = if OPEN_CLIP_UNTRANSPOSED.contains(&tensors[0].as_str()) {
             Layout::AsIs

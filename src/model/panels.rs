@@ -1,0 +1,401 @@
+//! Weights packed in column panels, and the SIMD kernels that multiply by them (CPU backend,
+//! natively and in wasm).
+//!
+//! A `[k, n]` weight becomes `ceil(n / width)` panels, each the `k` rows of `width` consecutive
+//! output columns, stored one after another (the last one padded with zeros). The kernel reads
+//! a panel front to back for every six rows of input, so the weights stream through the cache
+//! in order, as ONNX Runtime's MLAS does with the weights it packs at load. `gemm`, given the
+//! row-major matrix, reads `width`-wide strips `n` floats apart instead, which the hardware
+//! prefetches poorly (measured in `docs/performance.md`).
+
+use std::ops::Range;
+
+/// Rows of input per tile: `ROWS x width` accumulators stay in registers.
+const ROWS: usize = 6;
+
+/// The SIMD instruction set a panel kernel runs on; it fixes the panel width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// x86-64 AVX-512: panels of four 16-lane vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// x86-64 AVX2 with FMA: panels of two 8-lane vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// wasm SIMD: panels of two 4-lane vectors.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+}
+
+impl Kernel {
+    /// The kernel this CPU runs, if it has one (elsewhere weights stay row-major for `gemm`).
+    pub fn detect() -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                Some(Kernel::Avx512)
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Some(Kernel::Avx2)
+            } else {
+                None
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            Some(Kernel::Simd128)
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )))]
+        {
+            None
+        }
+    }
+
+    /// The kernel for panels of `width` columns, if this CPU runs it.
+    pub fn for_width(width: usize) -> Option<Kernel> {
+        Kernel::detect().filter(|kernel| kernel.width() == width)
+    }
+
+    /// Output columns per panel.
+    pub fn width(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => 64,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => 16,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => 8,
+        }
+    }
+
+    /// `out[.., columns of panels] += x[m, k] @ w`, for the panels in `panels` of a weight
+    /// packed by [`pack`] with this kernel's width. `out` is `m x n`, row-major.
+    ///
+    /// # Safety
+    /// `x` holds `m * k` values and `packed` the whole packed `[k, n]` weight; `out` points at
+    /// `m * n` writable values, of which only the columns of `panels` are read or written (so
+    /// that threads can share `out` with disjoint panel ranges).
+    pub unsafe fn multiply_accumulate(
+        self,
+        (m, k, n): (usize, usize, usize),
+        x: &[f32],
+        packed: &[f32],
+        panels: Range<usize>,
+        out: *mut f32,
+    ) {
+        debug_assert!(
+            x.len() >= m * k && packed.len() >= n.div_ceil(self.width()) * k * self.width()
+        );
+        let args = (m, k, n, x.as_ptr(), packed.as_ptr(), panels, out);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => x86::avx512(args),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::avx2(args),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => wasm::simd128(args),
+        }
+    }
+}
+
+/// A row-major `[k, n]` matrix as panels `width` columns wide (see the module doc).
+pub fn pack(k: usize, n: usize, w: &[f32], width: usize) -> Vec<f32> {
+    let mut packed = vec![0.0; n.div_ceil(width) * k * width];
+    for (panel, block) in packed.chunks_exact_mut(k * width).enumerate() {
+        let first = panel * width;
+        let cols = width.min(n - first);
+        for (row, dst) in block.chunks_exact_mut(width).enumerate() {
+            dst[..cols].copy_from_slice(&w[row * n + first..row * n + first + cols]);
+        }
+    }
+    packed
+}
+
+/// The row-major `[k, n]` matrix back from its panels.
+pub fn unpack(k: usize, n: usize, packed: &[f32], width: usize) -> Vec<f32> {
+    let mut w = vec![0.0; k * n];
+    for (panel, block) in packed.chunks_exact(k * width).enumerate() {
+        let first = panel * width;
+        let cols = width.min(n - first);
+        for (row, src) in block.chunks_exact(width).enumerate() {
+            w[row * n + first..row * n + first + cols].copy_from_slice(&src[..cols]);
+        }
+    }
+    w
+}
+
+/// One SIMD vector of f32 lanes: the operations a panel kernel needs.
+trait Lanes: Copy {
+    const LANES: usize;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn splat(x: f32) -> Self;
+    /// `self * b + c`.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+}
+
+/// The kernels' arguments: `(m, k, n, x, packed, panels, out)`.
+type Args = (
+    usize,
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    Range<usize>,
+    *mut f32,
+);
+
+/// The product over a range of panels, `V` vectors of `V::LANES` per panel row. Inlined into
+/// each instruction set's entry point, so that the intrinsics compile for it.
+#[inline(always)]
+unsafe fn panels_product<V: Lanes, const VECTORS: usize>((m, k, n, x, packed, panels, out): Args) {
+    let width = VECTORS * V::LANES;
+    for panel in panels {
+        let weights = packed.add(panel * k * width);
+        let first = panel * width;
+        let cols = width.min(n - first);
+        if cols == width {
+            rows_by_panel::<V, VECTORS>(m, k, x, weights, out.add(first), n);
+        } else {
+            // The last panel is narrower than the kernel writes: go through a scratch block.
+            let mut scratch = vec![0.0f32; m * width];
+            for row in 0..m {
+                let src = std::slice::from_raw_parts(out.add(row * n + first), cols);
+                scratch[row * width..row * width + cols].copy_from_slice(src);
+            }
+            rows_by_panel::<V, VECTORS>(m, k, x, weights, scratch.as_mut_ptr(), width);
+            for row in 0..m {
+                let dst = std::slice::from_raw_parts_mut(out.add(row * n + first), cols);
+                dst.copy_from_slice(&scratch[row * width..row * width + cols]);
+            }
+        }
+    }
+}
+
+/// All `m` rows of `x` times one panel, in tiles of [`ROWS`] rows (the rest in one smaller
+/// tile). `out` points at the panel's first column; its rows are `stride` apart.
+#[inline(always)]
+unsafe fn rows_by_panel<V: Lanes, const VECTORS: usize>(
+    m: usize,
+    k: usize,
+    x: *const f32,
+    weights: *const f32,
+    out: *mut f32,
+    stride: usize,
+) {
+    let mut row = 0;
+    while row + ROWS <= m {
+        tile::<V, VECTORS, ROWS>(k, x.add(row * k), weights, out.add(row * stride), stride);
+        row += ROWS;
+    }
+    let (x, out) = (x.add(row * k), out.add(row * stride));
+    match m - row {
+        0 => {}
+        1 => tile::<V, VECTORS, 1>(k, x, weights, out, stride),
+        2 => tile::<V, VECTORS, 2>(k, x, weights, out, stride),
+        3 => tile::<V, VECTORS, 3>(k, x, weights, out, stride),
+        4 => tile::<V, VECTORS, 4>(k, x, weights, out, stride),
+        _ => tile::<V, VECTORS, 5>(k, x, weights, out, stride),
+    }
+}
+
+/// `out[R rows, width] += x[R rows, k] @ panel[k, width]`: for each `k`, one panel row is
+/// loaded and each input value broadcast against it into `R x VECTORS` accumulators.
+#[inline(always)]
+unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
+    k: usize,
+    x: *const f32,
+    weights: *const f32,
+    out: *mut f32,
+    stride: usize,
+) {
+    let mut acc = [[V::splat(0.0); VECTORS]; R];
+    for (r, row) in acc.iter_mut().enumerate() {
+        for (v, lane) in row.iter_mut().enumerate() {
+            *lane = V::load(out.add(r * stride + v * V::LANES));
+        }
+    }
+    for i in 0..k {
+        let w_row = weights.add(i * VECTORS * V::LANES);
+        let mut w = [V::splat(0.0); VECTORS];
+        for (v, lane) in w.iter_mut().enumerate() {
+            *lane = V::load(w_row.add(v * V::LANES));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let value = V::splat(*x.add(r * k + i));
+            for (lane, w) in row.iter_mut().zip(&w) {
+                *lane = value.mul_add(*w, *lane);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (v, lane) in row.iter().enumerate() {
+            lane.store(out.add(r * stride + v * V::LANES));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{panels_product, Args, Lanes};
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    struct F32x16(__m512);
+
+    impl Lanes for F32x16 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            F32x16(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            F32x16(_mm512_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            F32x16(_mm512_fmadd_ps(self.0, b.0, c.0))
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct F32x8(__m256);
+
+    impl Lanes for F32x8 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            F32x8(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            F32x8(_mm256_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            F32x8(_mm256_fmadd_ps(self.0, b.0, c.0))
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512(args: Args) {
+        panels_product::<F32x16, 4>(args)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(args: Args) {
+        panels_product::<F32x8, 2>(args)
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::{panels_product, Args, Lanes};
+    use std::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    struct F32x4(v128);
+
+    impl Lanes for F32x4 {
+        const LANES: usize = 4;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            F32x4(v128_load(p as *const v128))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            v128_store(p as *mut v128, self.0)
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            F32x4(f32x4_splat(x))
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            // No fused multiply-add without relaxed SIMD.
+            F32x4(f32x4_add(f32x4_mul(self.0, b.0), c.0))
+        }
+    }
+
+    pub unsafe fn simd128(args: Args) {
+        panels_product::<F32x4, 2>(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_then_unpack_is_the_identity() {
+        for (k, n, width) in [(3, 5, 4), (7, 64, 16), (2, 1, 8), (5, 100, 64)] {
+            let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
+            let packed = pack(k, n, &w, width);
+            assert_eq!(packed.len(), n.div_ceil(width) * k * width);
+            assert_eq!(
+                unpack(k, n, &packed, width),
+                w,
+                "[{k}, {n}] in panels of {width}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kernel_matches_a_plain_product() {
+        let Some(kernel) = Kernel::detect() else {
+            return;
+        };
+        let width = kernel.width();
+        // Row counts on both sides of a tile, widths with and without a partial last panel.
+        for (m, k, n) in [
+            (1, 5, 3),
+            (6, 16, width),
+            (7, 33, 2 * width + 5),
+            (13, 64, 100),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
+            let mut out: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
+            let packed = pack(k, n, &w, width);
+            let panels = n.div_ceil(width);
+            // Two calls over halves of the panels, as two threads would make them.
+            unsafe {
+                kernel.multiply_accumulate((m, k, n), &x, &packed, 0..panels / 2, out.as_mut_ptr());
+                kernel.multiply_accumulate(
+                    (m, k, n),
+                    &x,
+                    &packed,
+                    panels / 2..panels,
+                    out.as_mut_ptr(),
+                );
+            }
+            for row in 0..m {
+                for col in 0..n {
+                    let expected =
+                        bias[col] + (0..k).map(|i| x[row * k + i] * w[i * n + col]).sum::<f32>();
+                    let got = out[row * n + col];
+                    assert!(
+                        (got - expected).abs() < 1e-4,
+                        "[{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
+                    );
+                }
+            }
+        }
+    }
+}
