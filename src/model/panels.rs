@@ -3,15 +3,12 @@
 //!
 //! A `[k, n]` weight becomes `ceil(n / width)` panels, each the `k` rows of `width` consecutive
 //! output columns, stored one after another (the last one padded with zeros). The kernel reads
-//! a panel front to back for every six rows of input, so the weights stream through the cache
+//! a panel front to back for every few rows of input, so the weights stream through the cache
 //! in order, as ONNX Runtime's MLAS does with the weights it packs at load. `gemm`, given the
 //! row-major matrix, reads `width`-wide strips `n` floats apart instead, which the hardware
 //! prefetches poorly (measured in `docs/performance.md`).
 
 use std::ops::Range;
-
-/// Rows of input per tile: `ROWS x width` accumulators stay in registers.
-const ROWS: usize = 6;
 
 /// The SIMD instruction set a panel kernel runs on; it fixes the panel width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +19,7 @@ pub enum Kernel {
     /// x86-64 AVX2 with FMA: panels of two 8-lane vectors.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// wasm SIMD: panels of two 4-lane vectors.
+    /// wasm SIMD: panels of three 4-lane vectors.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     Simd128,
 }
@@ -66,7 +63,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => 16,
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Kernel::Simd128 => 8,
+            Kernel::Simd128 => 12,
         }
     }
 
@@ -129,9 +126,16 @@ pub fn unpack(k: usize, n: usize, packed: &[f32], width: usize) -> Vec<f32> {
 /// One SIMD vector of f32 lanes: the operations a panel kernel needs.
 trait Lanes: Copy {
     const LANES: usize;
+    /// Input values read at once, each then broadcast to all lanes: x86 broadcasts straight
+    /// from memory (one), wasm loads four and shuffles (a load per value costs more there).
+    const GROUP: usize;
+    type Group: Copy;
     unsafe fn load(p: *const f32) -> Self;
     unsafe fn store(self, p: *mut f32);
     unsafe fn splat(x: f32) -> Self;
+    unsafe fn load_group(p: *const f32) -> Self::Group;
+    /// Value `j < GROUP` of a group in every lane.
+    unsafe fn broadcast(group: Self::Group, j: usize) -> Self;
     /// `self * b + c`.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
 }
@@ -147,17 +151,20 @@ type Args = (
     *mut f32,
 );
 
-/// The product over a range of panels, `V` vectors of `V::LANES` per panel row. Inlined into
-/// each instruction set's entry point, so that the intrinsics compile for it.
+/// The product over a range of panels of `VECTORS` vectors of `V::LANES` columns, in tiles of
+/// `ROWS` input rows (`ROWS x VECTORS` accumulators stay in registers). Inlined into each
+/// instruction set's entry point, so that the intrinsics compile for it.
 #[inline(always)]
-unsafe fn panels_product<V: Lanes, const VECTORS: usize>((m, k, n, x, packed, panels, out): Args) {
+unsafe fn panels_product<V: Lanes, const VECTORS: usize, const ROWS: usize>(
+    (m, k, n, x, packed, panels, out): Args,
+) {
     let width = VECTORS * V::LANES;
     for panel in panels {
         let weights = packed.add(panel * k * width);
         let first = panel * width;
         let cols = width.min(n - first);
         if cols == width {
-            rows_by_panel::<V, VECTORS>(m, k, x, weights, out.add(first), n);
+            rows_by_panel::<V, VECTORS, ROWS>(m, k, x, weights, out.add(first), n);
         } else {
             // The last panel is narrower than the kernel writes: go through a scratch block.
             let mut scratch = vec![0.0f32; m * width];
@@ -165,7 +172,7 @@ unsafe fn panels_product<V: Lanes, const VECTORS: usize>((m, k, n, x, packed, pa
                 let src = std::slice::from_raw_parts(out.add(row * n + first), cols);
                 scratch[row * width..row * width + cols].copy_from_slice(src);
             }
-            rows_by_panel::<V, VECTORS>(m, k, x, weights, scratch.as_mut_ptr(), width);
+            rows_by_panel::<V, VECTORS, ROWS>(m, k, x, weights, scratch.as_mut_ptr(), width);
             for row in 0..m {
                 let dst = std::slice::from_raw_parts_mut(out.add(row * n + first), cols);
                 dst.copy_from_slice(&scratch[row * width..row * width + cols]);
@@ -174,10 +181,10 @@ unsafe fn panels_product<V: Lanes, const VECTORS: usize>((m, k, n, x, packed, pa
     }
 }
 
-/// All `m` rows of `x` times one panel, in tiles of [`ROWS`] rows (the rest in one smaller
-/// tile). `out` points at the panel's first column; its rows are `stride` apart.
+/// All `m` rows of `x` times one panel, in tiles of `ROWS` rows (the rest in one smaller
+/// tile; `ROWS <= 6`). `out` points at the panel's first column; its rows are `stride` apart.
 #[inline(always)]
-unsafe fn rows_by_panel<V: Lanes, const VECTORS: usize>(
+unsafe fn rows_by_panel<V: Lanes, const VECTORS: usize, const ROWS: usize>(
     m: usize,
     k: usize,
     x: *const f32,
@@ -187,7 +194,8 @@ unsafe fn rows_by_panel<V: Lanes, const VECTORS: usize>(
 ) {
     let mut row = 0;
     while row + ROWS <= m {
-        tile::<V, VECTORS, ROWS>(k, x.add(row * k), weights, out.add(row * stride), stride);
+        let (x, out) = (x.add(row * k), out.add(row * stride));
+        tile::<V, VECTORS, ROWS>(k, x, weights, out, stride);
         row += ROWS;
     }
     let (x, out) = (x.add(row * k), out.add(row * stride));
@@ -211,18 +219,25 @@ unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
     out: *mut f32,
     stride: usize,
 ) {
-    let mut acc = [[V::splat(0.0); VECTORS]; R];
-    for (r, row) in acc.iter_mut().enumerate() {
-        for (v, lane) in row.iter_mut().enumerate() {
-            *lane = V::load(out.add(r * stride + v * V::LANES));
+    let mut acc: [[V; VECTORS]; R] = std::array::from_fn(|r| {
+        std::array::from_fn(|v| V::load(out.add(r * stride + v * V::LANES)))
+    });
+    let mut i = 0;
+    while i + V::GROUP <= k {
+        let groups: [V::Group; R] = std::array::from_fn(|r| V::load_group(x.add(r * k + i)));
+        for j in 0..V::GROUP {
+            let w = panel_row::<V, VECTORS>(weights, i + j);
+            for (row, group) in acc.iter_mut().zip(&groups) {
+                let value = V::broadcast(*group, j);
+                for (lane, w) in row.iter_mut().zip(&w) {
+                    *lane = value.mul_add(*w, *lane);
+                }
+            }
         }
+        i += V::GROUP;
     }
-    for i in 0..k {
-        let w_row = weights.add(i * VECTORS * V::LANES);
-        let mut w = [V::splat(0.0); VECTORS];
-        for (v, lane) in w.iter_mut().enumerate() {
-            *lane = V::load(w_row.add(v * V::LANES));
-        }
+    for i in i..k {
+        let w = panel_row::<V, VECTORS>(weights, i);
         for (r, row) in acc.iter_mut().enumerate() {
             let value = V::splat(*x.add(r * k + i));
             for (lane, w) in row.iter_mut().zip(&w) {
@@ -237,6 +252,13 @@ unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
     }
 }
 
+/// Row `i` of a panel.
+#[inline(always)]
+unsafe fn panel_row<V: Lanes, const VECTORS: usize>(weights: *const f32, i: usize) -> [V; VECTORS] {
+    let row = weights.add(i * VECTORS * V::LANES);
+    std::array::from_fn(|v| V::load(row.add(v * V::LANES)))
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{panels_product, Args, Lanes};
@@ -247,6 +269,8 @@ mod x86 {
 
     impl Lanes for F32x16 {
         const LANES: usize = 16;
+        const GROUP: usize = 1;
+        type Group = f32;
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             F32x16(_mm512_loadu_ps(p))
@@ -260,6 +284,14 @@ mod x86 {
             F32x16(_mm512_set1_ps(x))
         }
         #[inline(always)]
+        unsafe fn load_group(p: *const f32) -> f32 {
+            *p
+        }
+        #[inline(always)]
+        unsafe fn broadcast(group: f32, _: usize) -> Self {
+            Self::splat(group)
+        }
+        #[inline(always)]
         unsafe fn mul_add(self, b: Self, c: Self) -> Self {
             F32x16(_mm512_fmadd_ps(self.0, b.0, c.0))
         }
@@ -270,6 +302,8 @@ mod x86 {
 
     impl Lanes for F32x8 {
         const LANES: usize = 8;
+        const GROUP: usize = 1;
+        type Group = f32;
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             F32x8(_mm256_loadu_ps(p))
@@ -283,6 +317,14 @@ mod x86 {
             F32x8(_mm256_set1_ps(x))
         }
         #[inline(always)]
+        unsafe fn load_group(p: *const f32) -> f32 {
+            *p
+        }
+        #[inline(always)]
+        unsafe fn broadcast(group: f32, _: usize) -> Self {
+            Self::splat(group)
+        }
+        #[inline(always)]
         unsafe fn mul_add(self, b: Self, c: Self) -> Self {
             F32x8(_mm256_fmadd_ps(self.0, b.0, c.0))
         }
@@ -290,12 +332,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512(args: Args) {
-        panels_product::<F32x16, 4>(args)
+        panels_product::<F32x16, 4, 6>(args)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2(args: Args) {
-        panels_product::<F32x8, 2>(args)
+        panels_product::<F32x8, 2, 6>(args)
     }
 }
 
@@ -309,6 +351,8 @@ mod wasm {
 
     impl Lanes for F32x4 {
         const LANES: usize = 4;
+        const GROUP: usize = 4;
+        type Group = v128;
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             F32x4(v128_load(p as *const v128))
@@ -322,6 +366,19 @@ mod wasm {
             F32x4(f32x4_splat(x))
         }
         #[inline(always)]
+        unsafe fn load_group(p: *const f32) -> v128 {
+            v128_load(p as *const v128)
+        }
+        #[inline(always)]
+        unsafe fn broadcast(group: v128, j: usize) -> Self {
+            F32x4(match j {
+                0 => i32x4_shuffle::<0, 0, 0, 0>(group, group),
+                1 => i32x4_shuffle::<1, 1, 1, 1>(group, group),
+                2 => i32x4_shuffle::<2, 2, 2, 2>(group, group),
+                _ => i32x4_shuffle::<3, 3, 3, 3>(group, group),
+            })
+        }
+        #[inline(always)]
         unsafe fn mul_add(self, b: Self, c: Self) -> Self {
             // No fused multiply-add without relaxed SIMD.
             F32x4(f32x4_add(f32x4_mul(self.0, b.0), c.0))
@@ -329,7 +386,7 @@ mod wasm {
     }
 
     pub unsafe fn simd128(args: Args) {
-        panels_product::<F32x4, 2>(args)
+        panels_product::<F32x4, 3, 4>(args)
     }
 }
 
