@@ -11,13 +11,14 @@
 //! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
 //! else, training included, takes burn's path unchanged.
 
+use super::activation::apply_activation;
 use super::dense::Dense;
 use super::layers::activate;
-use super::panels::Kernel;
+use super::panels::{Kernel, Product};
 use crate::config::Activation;
 use burn::backend::Flex;
 use burn::tensor::module::linear;
-use burn::tensor::{DType, Shape, Tensor};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 
 /// Below this many multiply-adds one thread does the whole product.
@@ -63,53 +64,6 @@ pub fn with_f32_values<const D: usize, R>(
     Some(f(tensor.as_slice::<f32>()?))
 }
 
-/// Apply QuickGELU or tanh-GELU to every value. Each arm is a loop of plain arithmetic over
-/// [`exp`], which the compiler vectorizes (the standard `exp` is a scalar library call).
-fn apply_activation(values: &mut [f32], activation: Activation) {
-    match activation {
-        Activation::QuickGelu => values.iter_mut().for_each(|v| *v = quick_gelu(*v)),
-        Activation::GeluTanh => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
-        Activation::Gelu => unreachable!("exact GELU is not fused"),
-    }
-}
-
-/// `x * sigmoid(1.702 x)`.
-#[inline(always)]
-fn quick_gelu(x: f32) -> f32 {
-    x / (1.0 + exp(-1.702 * x))
-}
-
-/// GELU with the tanh approximation: `0.5 x (1 + tanh(y))`, with `1 + tanh(y) = 2 - 2 / (e^2y + 1)`.
-#[inline(always)]
-fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    let y = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
-    x * (1.0 - 1.0 / (exp(2.0 * y) + 1.0))
-}
-
-/// `e^x` without branches or library calls, so that loops over it vectorize: `e^x = 2^n e^f`
-/// with `n = round(x / ln 2)` (the exponent bits) and `f = x - n ln 2` computed in two parts
-/// (Cody and Waite's reduction, so `f` is exact to a few ulps), `e^f` by its Taylor series to
-/// degree 7 (`|f| <= 0.35`: truncation below 1e-8). Inputs are clamped to where `e^x` is a
-/// finite normal number.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.0, 88.0);
-    // Round to nearest by adding and subtracting 1.5 * 2^23 (plain additions, where `round`
-    // would be a library call on baseline x86-64).
-    const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let f = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + f * (1.0
-            + f * (1.0 / 2.0
-                + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f / 5040.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 /// A weight as the fast path reads it.
 #[derive(Clone, Copy)]
 enum Weights<'a> {
@@ -149,68 +103,94 @@ fn try_forward<const D: usize>(
         },
     };
     let dims = x.layout().shape().to_vec();
-    if dims.last() != Some(&k) || bias.is_some_and(|b| b.len() != n) {
+    let sizes_agree = dims.last() == Some(&k)
+        && bias.is_none_or(|b| b.len() == n)
+        && match weights {
+            Weights::Rows(w) => w.len() == k * n,
+            Weights::Panels(kernel, w) => {
+                w.len() == n.div_ceil(kernel.width()) * k * kernel.width()
+            }
+        };
+    if !sizes_agree {
         return None;
     }
-    let m = x_data.len() / k.max(1);
+    let m: usize = dims[..dims.len() - 1].iter().product();
 
     let mut out_dims = dims;
     *out_dims.last_mut().expect("D >= 1") = n;
-    let mut out = FlexTensor::empty(Shape::from(out_dims), DType::F32);
-    let out_data: &mut [f32] = out.storage_mut();
-    match bias {
-        Some(bias) => out_data
-            .chunks_exact_mut(n)
-            .for_each(|row| row.copy_from_slice(bias)),
-        None => out_data.fill(0.0),
-    }
-    multiply_accumulate(m, k, n, x_data, weights, out_data);
-    if let Some(activation) = activation {
-        for_each_part(out_data.chunks_mut(n.max(ACTIVATION_CHUNK)), |chunk| {
-            apply_activation(chunk, activation)
-        });
-    }
-    Some(Tensor::from_primitive::<Flex>(out))
+    let out = match weights {
+        Weights::Panels(kernel, packed) => {
+            let product = Product {
+                m,
+                k,
+                n,
+                x: x_data,
+                packed,
+                bias,
+                activation,
+            };
+            panel_product(kernel, &product)
+        }
+        Weights::Rows(w) => {
+            let mut out = vec![0.0; m * n];
+            if let Some(bias) = bias {
+                out.chunks_exact_mut(n)
+                    .for_each(|row| row.copy_from_slice(bias));
+            }
+            gemm_product(m, k, n, x_data, w, &mut out);
+            if let Some(activation) = activation {
+                for_each_part(out.chunks_mut(n.max(ACTIVATION_CHUNK)), |chunk| {
+                    apply_activation(chunk, activation)
+                });
+            }
+            out
+        }
+    };
+    let out = TensorData::new(out, Shape::from(out_dims));
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(out)))
 }
 
-/// `out[m, n] += x[m, k] @ w[k, n]`, with the output columns split across threads (each
-/// thread streams only its share of the weights).
-fn multiply_accumulate(m: usize, k: usize, n: usize, x: &[f32], w: Weights, out: &mut [f32]) {
-    let split = m * n * k >= SPLIT_THRESHOLD;
+/// A panel product's `m x n` output, the panels split across threads (each thread streams only
+/// its share of the weights).
+fn panel_product(kernel: Kernel, product: &Product) -> Vec<f32> {
+    let Product { m, k, n, .. } = *product;
+    let count = n.div_ceil(kernel.width());
+    let parts = if m * n * k >= SPLIT_THRESHOLD {
+        threads().min(count)
+    } else {
+        1
+    };
+    let per_part = count.div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::<f32>::with_capacity(m * n);
     let out_ptr = out.as_mut_ptr() as usize;
-    match w {
-        Weights::Rows(w) => {
-            let parts = if split {
-                threads().min(n / COLUMN_ALIGN).max(1)
-            } else {
-                1
-            };
-            let width = n.div_ceil(parts).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
-            for_each_part((0..n).step_by(width.max(1)), |start| {
-                // SAFETY: `x` is `m x k`, `w` is `k x n`, `out` is `m x n`, all row-major and
-                // alive for this call; each part writes only its own columns
-                // `start..start + cols` of `out`.
-                unsafe { gemm_columns(m, k, n, x, w, start..n.min(start + width), out_ptr) }
-            });
+    for_each_part((0..count).step_by(per_part), |first| {
+        // SAFETY: `out` has room for `m x n` values; each part writes only the columns of its
+        // own panels, and together the parts cover every panel.
+        unsafe {
+            let panels = first..count.min(first + per_part);
+            kernel.run(product, panels, out_ptr as *mut f32)
         }
-        Weights::Panels(kernel, packed) => {
-            let count = n.div_ceil(kernel.width());
-            let parts = if split { threads().min(count) } else { 1 };
-            let per_part = count.div_ceil(parts.max(1)).max(1);
-            for_each_part((0..count).step_by(per_part), |first| {
-                // SAFETY: as above; each part reads and writes only the columns of its panels.
-                unsafe {
-                    kernel.multiply_accumulate(
-                        (m, k, n),
-                        x,
-                        packed,
-                        first..count.min(first + per_part),
-                        out_ptr as *mut f32,
-                    )
-                }
-            });
-        }
-    }
+    });
+    // SAFETY: every value was written above.
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// `out[m, n] += x[m, k] @ w[k, n]` through `gemm`, with the output columns split across
+/// threads (each thread streams only its share of the weights).
+fn gemm_product(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let parts = if m * n * k >= SPLIT_THRESHOLD {
+        threads().min(n / COLUMN_ALIGN).max(1)
+    } else {
+        1
+    };
+    let width = n.div_ceil(parts).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
+    let out_ptr = out.as_mut_ptr() as usize;
+    for_each_part((0..n).step_by(width.max(1)), |start| {
+        // SAFETY: `x` is `m x k`, `w` is `k x n`, `out` is `m x n`, all row-major and alive for
+        // this call; each part writes only its own columns `start..start + cols` of `out`.
+        unsafe { gemm_columns(m, k, n, x, w, start..n.min(start + width), out_ptr) }
+    });
 }
 
 /// `out[.., columns] += x @ w[.., columns]` through `gemm` (on the calling thread).
@@ -359,19 +339,6 @@ mod tests {
         dense.pack_for_cpu();
         let got = crate::model::values(dense.forward(x)).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-5);
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulps_of_std() {
-        for i in -87_000..88_000 {
-            let x = i as f32 / 1000.0 + 0.000_37;
-            let (ours, std) = (exp(x), x.exp());
-            assert!(
-                (ours - std).abs() <= 2.5e-7 * std,
-                "exp({x}): {ours} vs {std}"
-            );
-        }
-        assert!(exp(-1e9) >= 0.0 && exp(1e9).is_finite());
     }
 
     #[test]

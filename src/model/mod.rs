@@ -1,6 +1,7 @@
 //! The CLIP architecture as burn modules. The code is written once and runs on any burn device
 //! (the CPU backend, `wgpu`/WebGPU), with or without autodiff.
 
+mod activation;
 pub mod clip;
 mod cpu_linear;
 pub mod dense;

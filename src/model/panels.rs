@@ -10,6 +10,9 @@
 
 use std::ops::Range;
 
+use super::activation::apply_activation;
+use crate::config::Activation;
+
 /// The SIMD instruction set a panel kernel runs on; it fixes the panel width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -67,34 +70,48 @@ impl Kernel {
         }
     }
 
-    /// `out[.., columns of panels] += x[m, k] @ w`, for the panels in `panels` of a weight
-    /// packed by [`pack`] with this kernel's width. `out` is `m x n`, row-major.
+    /// The columns of `panels` of `product`'s output, written to `out` (`m x n`, row-major).
     ///
     /// # Safety
-    /// `x` holds `m * k` values and `packed` the whole packed `[k, n]` weight; `out` points at
-    /// `m * n` writable values, of which only the columns of `panels` are read or written (so
-    /// that threads can share `out` with disjoint panel ranges).
-    pub unsafe fn multiply_accumulate(
-        self,
-        (m, k, n): (usize, usize, usize),
-        x: &[f32],
-        packed: &[f32],
-        panels: Range<usize>,
-        out: *mut f32,
-    ) {
-        debug_assert!(
-            x.len() >= m * k && packed.len() >= n.div_ceil(self.width()) * k * self.width()
+    /// `product` holds slices of the sizes it documents, its weight packed by [`pack`] with
+    /// this kernel's width; `out` points at `m * n` writable values, of which only the
+    /// columns of `panels` are written (so that threads can share `out` with disjoint panel
+    /// ranges). They may be uninitialized: every value of those columns is written.
+    pub unsafe fn run(self, product: &Product, panels: Range<usize>, out: *mut f32) {
+        let Product { m, k, n, .. } = *product;
+        let width = self.width();
+        assert!(
+            product.x.len() >= m * k
+                && product.packed.len() >= n.div_ceil(width) * k * width
+                && product.bias.is_none_or(|b| b.len() == n)
+                && panels.end <= n.div_ceil(width),
+            "a panel product's sizes disagree"
         );
-        let args = (m, k, n, x.as_ptr(), packed.as_ptr(), panels, out);
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => x86::avx512(args),
+            Kernel::Avx512 => x86::avx512(product, panels, out),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86::avx2(args),
+            Kernel::Avx2 => x86::avx2(product, panels, out),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Kernel::Simd128 => wasm::simd128(args),
+            Kernel::Simd128 => wasm::simd128(product, panels, out),
         }
     }
+}
+
+/// `activation(x @ w + bias)` with `w` packed in panels: what [`Kernel::run`] computes.
+#[derive(Debug, Clone, Copy)]
+pub struct Product<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// `[m, k]`, row-major.
+    pub x: &'a [f32],
+    /// `[k, n]` in panels ([`pack`]).
+    pub packed: &'a [f32],
+    /// `[n]`.
+    pub bias: Option<&'a [f32]>,
+    /// Applied to each tile right after it is computed, while it is in cache. Not exact GELU.
+    pub activation: Option<Activation>,
 }
 
 /// A row-major `[k, n]` matrix as panels `width` columns wide (see the module doc).
@@ -140,114 +157,143 @@ trait Lanes: Copy {
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
 }
 
-/// The kernels' arguments: `(m, k, n, x, packed, panels, out)`.
-type Args = (
-    usize,
-    usize,
-    usize,
-    *const f32,
-    *const f32,
-    Range<usize>,
-    *mut f32,
-);
-
 /// The product over a range of panels of `VECTORS` vectors of `V::LANES` columns, in tiles of
 /// `ROWS` input rows (`ROWS x VECTORS` accumulators stay in registers). Inlined into each
-/// instruction set's entry point, so that the intrinsics compile for it.
+/// instruction set's entry point, so that the intrinsics (and the activation's loops) compile
+/// for it.
 #[inline(always)]
 unsafe fn panels_product<V: Lanes, const VECTORS: usize, const ROWS: usize>(
-    (m, k, n, x, packed, panels, out): Args,
+    product: &Product,
+    panels: Range<usize>,
+    out: *mut f32,
 ) {
+    let Product { m, k, n, .. } = *product;
     let width = VECTORS * V::LANES;
     for panel in panels {
-        let weights = packed.add(panel * k * width);
         let first = panel * width;
         let cols = width.min(n - first);
+        let tiles = Tiles {
+            k,
+            x: product.x.as_ptr(),
+            weights: product.packed.as_ptr().add(panel * k * width),
+            bias: product.bias.map(|b| b[first..].as_ptr()),
+            activation: product.activation,
+        };
         if cols == width {
-            rows_by_panel::<V, VECTORS, ROWS>(m, k, x, weights, out.add(first), n);
+            tiles.rows::<V, VECTORS, ROWS>(m, out.add(first), n);
         } else {
-            // The last panel is narrower than the kernel writes: go through a scratch block.
+            // The last panel is narrower than the kernel writes: through a scratch block, with
+            // the bias padded to the panel's width.
             let mut scratch = vec![0.0f32; m * width];
-            for row in 0..m {
-                let src = std::slice::from_raw_parts(out.add(row * n + first), cols);
-                scratch[row * width..row * width + cols].copy_from_slice(src);
+            let mut bias = vec![0.0f32; width];
+            if let Some(b) = product.bias {
+                bias[..cols].copy_from_slice(&b[first..]);
             }
-            rows_by_panel::<V, VECTORS, ROWS>(m, k, x, weights, scratch.as_mut_ptr(), width);
+            let tiles = Tiles {
+                bias: tiles.bias.map(|_| bias.as_ptr()),
+                ..tiles
+            };
+            tiles.rows::<V, VECTORS, ROWS>(m, scratch.as_mut_ptr(), width);
             for row in 0..m {
-                let dst = std::slice::from_raw_parts_mut(out.add(row * n + first), cols);
-                dst.copy_from_slice(&scratch[row * width..row * width + cols]);
+                let dst = out.add(row * n + first);
+                std::ptr::copy_nonoverlapping(scratch[row * width..].as_ptr(), dst, cols);
             }
         }
     }
 }
 
-/// All `m` rows of `x` times one panel, in tiles of `ROWS` rows (the rest in one smaller
-/// tile; `ROWS <= 6`). `out` points at the panel's first column; its rows are `stride` apart.
-#[inline(always)]
-unsafe fn rows_by_panel<V: Lanes, const VECTORS: usize, const ROWS: usize>(
-    m: usize,
+/// One panel's share of a [`Product`].
+#[derive(Clone, Copy)]
+struct Tiles {
     k: usize,
+    /// The input's first row.
     x: *const f32,
+    /// The panel.
     weights: *const f32,
-    out: *mut f32,
-    stride: usize,
-) {
-    let mut row = 0;
-    while row + ROWS <= m {
-        let (x, out) = (x.add(row * k), out.add(row * stride));
-        tile::<V, VECTORS, ROWS>(k, x, weights, out, stride);
-        row += ROWS;
-    }
-    let (x, out) = (x.add(row * k), out.add(row * stride));
-    match m - row {
-        0 => {}
-        1 => tile::<V, VECTORS, 1>(k, x, weights, out, stride),
-        2 => tile::<V, VECTORS, 2>(k, x, weights, out, stride),
-        3 => tile::<V, VECTORS, 3>(k, x, weights, out, stride),
-        4 => tile::<V, VECTORS, 4>(k, x, weights, out, stride),
-        _ => tile::<V, VECTORS, 5>(k, x, weights, out, stride),
-    }
+    /// The panel's first bias value.
+    bias: Option<*const f32>,
+    activation: Option<Activation>,
 }
 
-/// `out[R rows, width] += x[R rows, k] @ panel[k, width]`: for each `k`, one panel row is
-/// loaded and each input value broadcast against it into `R x VECTORS` accumulators.
-#[inline(always)]
-unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
-    k: usize,
-    x: *const f32,
-    weights: *const f32,
-    out: *mut f32,
-    stride: usize,
-) {
-    let mut acc: [[V; VECTORS]; R] = std::array::from_fn(|r| {
-        std::array::from_fn(|v| V::load(out.add(r * stride + v * V::LANES)))
-    });
-    let mut i = 0;
-    while i + V::GROUP <= k {
-        let groups: [V::Group; R] = std::array::from_fn(|r| V::load_group(x.add(r * k + i)));
-        for j in 0..V::GROUP {
-            let w = panel_row::<V, VECTORS>(weights, i + j);
-            for (row, group) in acc.iter_mut().zip(&groups) {
-                let value = V::broadcast(*group, j);
+impl Tiles {
+    /// All `m` rows of the input times the panel, in tiles of `ROWS` rows (the rest in one
+    /// smaller tile; `ROWS <= 6`). `out` points at the panel's first column; its rows are
+    /// `stride` apart.
+    #[inline(always)]
+    unsafe fn rows<V: Lanes, const VECTORS: usize, const ROWS: usize>(
+        self,
+        m: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let mut row = 0;
+        while row + ROWS <= m {
+            self.tile::<V, VECTORS, ROWS>(row, out.add(row * stride), stride);
+            row += ROWS;
+        }
+        let out = out.add(row * stride);
+        match m - row {
+            0 => {}
+            1 => self.tile::<V, VECTORS, 1>(row, out, stride),
+            2 => self.tile::<V, VECTORS, 2>(row, out, stride),
+            3 => self.tile::<V, VECTORS, 3>(row, out, stride),
+            4 => self.tile::<V, VECTORS, 4>(row, out, stride),
+            _ => self.tile::<V, VECTORS, 5>(row, out, stride),
+        }
+    }
+
+    /// `out[R rows, width] = activation(x[first..first + R, ..] @ panel + bias)`: the
+    /// accumulators start at the bias; for each `k`, one panel row is loaded and each input
+    /// value broadcast against it.
+    #[inline(always)]
+    unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
+        self,
+        first: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let Tiles { k, weights, .. } = self;
+        let x = self.x.add(first * k);
+        let start: [V; VECTORS] = match self.bias {
+            Some(bias) => std::array::from_fn(|v| V::load(bias.add(v * V::LANES))),
+            None => [V::splat(0.0); VECTORS],
+        };
+        let mut acc = [start; R];
+        let mut i = 0;
+        while i + V::GROUP <= k {
+            let groups: [V::Group; R] = std::array::from_fn(|r| V::load_group(x.add(r * k + i)));
+            for j in 0..V::GROUP {
+                let w = panel_row::<V, VECTORS>(weights, i + j);
+                for (row, group) in acc.iter_mut().zip(&groups) {
+                    let value = V::broadcast(*group, j);
+                    for (lane, w) in row.iter_mut().zip(&w) {
+                        *lane = value.mul_add(*w, *lane);
+                    }
+                }
+            }
+            i += V::GROUP;
+        }
+        for i in i..k {
+            let w = panel_row::<V, VECTORS>(weights, i);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let value = V::splat(*x.add(r * k + i));
                 for (lane, w) in row.iter_mut().zip(&w) {
                     *lane = value.mul_add(*w, *lane);
                 }
             }
         }
-        i += V::GROUP;
-    }
-    for i in i..k {
-        let w = panel_row::<V, VECTORS>(weights, i);
-        for (r, row) in acc.iter_mut().enumerate() {
-            let value = V::splat(*x.add(r * k + i));
-            for (lane, w) in row.iter_mut().zip(&w) {
-                *lane = value.mul_add(*w, *lane);
+        for (r, row) in acc.iter().enumerate() {
+            for (v, lane) in row.iter().enumerate() {
+                lane.store(out.add(r * stride + v * V::LANES));
             }
         }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for (v, lane) in row.iter().enumerate() {
-            lane.store(out.add(r * stride + v * V::LANES));
+        // Apart from the stores above, so that the accumulators stay in registers.
+        if let Some(activation) = self.activation {
+            for r in 0..R {
+                let values =
+                    std::slice::from_raw_parts_mut(out.add(r * stride), VECTORS * V::LANES);
+                apply_activation(values, activation);
+            }
         }
     }
 }
@@ -261,8 +307,9 @@ unsafe fn panel_row<V: Lanes, const VECTORS: usize>(weights: *const f32, i: usiz
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{panels_product, Args, Lanes};
+    use super::{panels_product, Lanes, Product};
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     #[derive(Clone, Copy)]
     struct F32x16(__m512);
@@ -331,20 +378,21 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512(args: Args) {
-        panels_product::<F32x16, 4, 6>(args)
+    pub unsafe fn avx512(product: &Product, panels: Range<usize>, out: *mut f32) {
+        panels_product::<F32x16, 4, 6>(product, panels, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2(args: Args) {
-        panels_product::<F32x8, 2, 6>(args)
+    pub unsafe fn avx2(product: &Product, panels: Range<usize>, out: *mut f32) {
+        panels_product::<F32x8, 2, 6>(product, panels, out)
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
-    use super::{panels_product, Args, Lanes};
+    use super::{panels_product, Lanes, Product};
     use std::arch::wasm32::*;
+    use std::ops::Range;
 
     #[derive(Clone, Copy)]
     struct F32x4(v128);
@@ -385,8 +433,8 @@ mod wasm {
         }
     }
 
-    pub unsafe fn simd128(args: Args) {
-        panels_product::<F32x4, 3, 4>(args)
+    pub unsafe fn simd128(product: &Product, panels: Range<usize>, out: *mut f32) {
+        panels_product::<F32x4, 3, 4>(product, panels, out)
     }
 }
 
@@ -428,19 +476,22 @@ mod tests {
                 .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
                 .collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
-            let mut out: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
             let packed = pack(k, n, &w, width);
+            let product = Product {
+                m,
+                k,
+                n,
+                x: &x,
+                packed: &packed,
+                bias: Some(&bias),
+                activation: None,
+            };
             let panels = n.div_ceil(width);
+            let mut out = vec![f32::NAN; m * n];
             // Two calls over halves of the panels, as two threads would make them.
             unsafe {
-                kernel.multiply_accumulate((m, k, n), &x, &packed, 0..panels / 2, out.as_mut_ptr());
-                kernel.multiply_accumulate(
-                    (m, k, n),
-                    &x,
-                    &packed,
-                    panels / 2..panels,
-                    out.as_mut_ptr(),
-                );
+                kernel.run(&product, 0..panels / 2, out.as_mut_ptr());
+                kernel.run(&product, panels / 2..panels, out.as_mut_ptr());
             }
             for row in 0..m {
                 for col in 0..n {
