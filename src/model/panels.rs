@@ -114,14 +114,15 @@ pub struct Product<'a> {
     pub activation: Option<Activation>,
 }
 
-/// A row-major `[k, n]` matrix as panels `width` columns wide (see the module doc).
+/// A row-major `[k, n]` matrix as panels `width` columns wide (see the module doc). The
+/// matrix is read in order, row by row (each row scattered to its panels).
 pub fn pack(k: usize, n: usize, w: &[f32], width: usize) -> Vec<f32> {
-    let mut packed = vec![0.0; n.div_ceil(width) * k * width];
-    for (panel, block) in packed.chunks_exact_mut(k * width).enumerate() {
-        let first = panel * width;
-        let cols = width.min(n - first);
-        for (row, dst) in block.chunks_exact_mut(width).enumerate() {
-            dst[..cols].copy_from_slice(&w[row * n + first..row * n + first + cols]);
+    let panel_len = k * width;
+    let mut packed = vec![0.0; n.div_ceil(width) * panel_len];
+    for (row, values) in w.chunks_exact(n).enumerate() {
+        for (panel, part) in values.chunks(width).enumerate() {
+            let start = panel * panel_len + row * width;
+            packed[start..start + part.len()].copy_from_slice(part);
         }
     }
     packed
