@@ -4,6 +4,33 @@
 
 use crate::config::Activation;
 
+/// `f()`, compiled for AVX-512 or AVX2 where this CPU has them (natively on x86-64; else as
+/// it is). The loops of [`apply_activation`] and [`activation_backward`] inside `f` then
+/// vectorize to those instead of the baseline's SSE2.
+#[inline(always)]
+pub fn with_widest_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512.
+            return unsafe { avx512(f) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// Apply QuickGELU or tanh-GELU to every value. Each arm is a loop of plain arithmetic over
 /// [`exp`], which the compiler vectorizes (the standard `exp` is a scalar library call).
 #[inline(always)]
@@ -11,6 +38,17 @@ pub fn apply_activation(values: &mut [f32], activation: Activation) {
     match activation {
         Activation::QuickGelu => values.iter_mut().for_each(|v| *v = quick_gelu(*v)),
         Activation::GeluTanh => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+        Activation::Gelu => unreachable!("exact GELU is not fused"),
+    }
+}
+
+/// `grad *= activation'(x)` for every value (the backward pass of [`apply_activation`]).
+#[inline(always)]
+pub fn activation_backward(x: &[f32], grad: &mut [f32], activation: Activation) {
+    let pairs = x.iter().zip(grad.iter_mut());
+    match activation {
+        Activation::QuickGelu => pairs.for_each(|(x, g)| *g *= quick_gelu_derivative(*x)),
+        Activation::GeluTanh => pairs.for_each(|(x, g)| *g *= gelu_tanh_derivative(*x)),
         Activation::Gelu => unreachable!("exact GELU is not fused"),
     }
 }
@@ -27,6 +65,24 @@ fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let y = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
     x * (1.0 - 1.0 / (exp(2.0 * y) + 1.0))
+}
+
+/// `d/dx x s(x)` with `s(x) = sigmoid(1.702 x)`: `s + 1.702 x s (1 - s)`.
+#[inline(always)]
+fn quick_gelu_derivative(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-1.702 * x));
+    s + 1.702 * x * s * (1.0 - s)
+}
+
+/// `d/dx 0.5 x (1 + t)` with `t = tanh(y)`, `y = c (x + 0.044715 x^3)`:
+/// `0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)`.
+#[inline(always)]
+fn gelu_tanh_derivative(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    let t = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+    let dy = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x);
+    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dy
 }
 
 /// `e^x` without branches or library calls, so that loops over it vectorize: `e^x = 2^n e^f`

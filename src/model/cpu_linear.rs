@@ -242,7 +242,7 @@ fn threads() -> usize {
 
 /// Run `f` on every item, in parallel where there are threads and more than one item.
 #[cfg(not(target_arch = "wasm32"))]
-fn for_each_part<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync + Send) {
+pub(super) fn for_each_part<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync + Send) {
     use rayon::prelude::*;
     let items: Vec<T> = items.collect();
     match items.len() {
@@ -252,7 +252,7 @@ fn for_each_part<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync +
 }
 
 #[cfg(target_arch = "wasm32")]
-fn for_each_part<T>(items: impl Iterator<Item = T>, f: impl Fn(T)) {
+pub(super) fn for_each_part<T>(items: impl Iterator<Item = T>, f: impl Fn(T)) {
     items.for_each(f);
 }
 

@@ -11,8 +11,12 @@ use burn::tensor::{Bool, Device, Tensor};
 use super::dense::{Dense, DenseLayers};
 use crate::config::Activation;
 
-/// Apply the configured nonlinearity.
+/// Apply the configured nonlinearity (on the CPU backend as one operation, see
+/// [`super::activation_op`]).
 pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    if let Some(out) = super::activation_op::try_activate(&x, activation) {
+        return out;
+    }
     match activation {
         Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
         Activation::Gelu => gelu(x),

@@ -2,6 +2,7 @@
 //! (the CPU backend, `wgpu`/WebGPU), with or without autodiff.
 
 mod activation;
+mod activation_op;
 pub mod clip;
 mod cpu_linear;
 pub mod dense;
