@@ -1,35 +1,9 @@
-//! QuickGELU and tanh-GELU over slices of f32, written as plain arithmetic (no library calls)
-//! so that the compiler vectorizes them: to AVX-512 / AVX2 inside the CPU kernels of
-//! [`super::panels`], to simd128 in wasm. Exact GELU needs `erf` and stays with burn.
+//! QuickGELU and tanh-GELU (and their derivatives) over slices of f32, written as plain
+//! arithmetic (no library calls) so that the compiler vectorizes them: to AVX-512 / AVX2
+//! inside the CPU kernels of [`super::panels`], to the baseline's SIMD elsewhere (simd128 in
+//! wasm). Exact GELU needs `erf` and stays with burn.
 
 use crate::config::Activation;
-
-/// `f()`, compiled for AVX-512 or AVX2 where this CPU has them (natively on x86-64; else as
-/// it is). The loops of [`apply_activation`] and [`activation_backward`] inside `f` then
-/// vectorize to those instead of the baseline's SSE2.
-#[inline(always)]
-pub fn with_widest_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512.
-            return unsafe { avx512(f) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
-}
 
 /// Apply QuickGELU or tanh-GELU to every value. Each arm is a loop of plain arithmetic over
 /// [`exp`], which the compiler vectorizes (the standard `exp` is a scalar library call).

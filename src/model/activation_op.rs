@@ -14,7 +14,7 @@ use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn_flex::FlexTensor;
 
-use super::activation::{activation_backward, apply_activation, with_widest_simd};
+use super::activation::{activation_backward, apply_activation};
 use super::cpu_linear::for_each_part;
 use crate::config::Activation;
 
@@ -53,7 +53,7 @@ impl ActivationOps for Flex {
     fn activation(x: FlexTensor, activation: Activation) -> FlexTensor {
         let mut values = f32_values(x);
         for_each_part(values.0.chunks_mut(CHUNK), |chunk| {
-            with_widest_simd(|| apply_activation(chunk, activation))
+            apply_activation(chunk, activation)
         });
         values.into_tensor()
     }
@@ -69,9 +69,7 @@ impl ActivationGrad for Flex {
             "an activation's gradient has its input's shape"
         );
         let pairs = x.0.chunks(CHUNK).zip(grad.0.chunks_mut(CHUNK));
-        for_each_part(pairs, |(x, grad)| {
-            with_widest_simd(|| activation_backward(x, grad, activation))
-        });
+        for_each_part(pairs, |(x, grad)| activation_backward(x, grad, activation));
         grad.into_tensor()
     }
 }

@@ -28,28 +28,33 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel of this target, the widest first.
+    const ALL: &[Kernel] = &[
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Kernel::Simd128,
+    ];
+
     /// The kernel this CPU runs, if it has one (elsewhere weights stay row-major for `gemm`).
     pub fn detect() -> Option<Kernel> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                Some(Kernel::Avx512)
-            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                Some(Kernel::Avx2)
-            } else {
-                None
-            }
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        {
-            Some(Kernel::Simd128)
-        }
-        #[cfg(not(any(
-            target_arch = "x86_64",
-            all(target_arch = "wasm32", target_feature = "simd128")
-        )))]
-        {
-            None
+        Kernel::ALL
+            .iter()
+            .copied()
+            .find(|kernel| kernel.is_supported())
+    }
+
+    /// Whether this CPU has the kernel's instructions.
+    fn is_supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => true,
         }
     }
 
@@ -458,10 +463,13 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_matches_a_plain_product() {
-        let Some(kernel) = Kernel::detect() else {
-            return;
-        };
+    fn every_kernel_of_this_cpu_matches_a_plain_product() {
+        for kernel in Kernel::ALL.iter().filter(|kernel| kernel.is_supported()) {
+            matches_a_plain_product(*kernel);
+        }
+    }
+
+    fn matches_a_plain_product(kernel: Kernel) {
         let width = kernel.width();
         // Row counts on both sides of a tile, widths with and without a partial last panel.
         for (m, k, n) in [
@@ -501,7 +509,7 @@ mod tests {
                     let got = out[row * n + col];
                     assert!(
                         (got - expected).abs() < 1e-4,
-                        "[{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
+                        "{kernel:?}: [{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
                     );
                 }
             }
