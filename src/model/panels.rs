@@ -317,71 +317,63 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    #[derive(Clone, Copy)]
-    struct F32x16(__m512);
+    /// A vector type of `$lanes` f32 over `$inner`, from its intrinsics (one input value
+    /// broadcast at a time: x86 broadcasts straight from memory).
+    macro_rules! lanes {
+        ($name:ident, $inner:ty, $lanes:literal, $load:ident, $store:ident, $set1:ident, $fmadd:ident) => {
+            #[derive(Clone, Copy)]
+            struct $name($inner);
 
-    impl Lanes for F32x16 {
-        const LANES: usize = 16;
-        const GROUP: usize = 1;
-        type Group = f32;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            F32x16(_mm512_loadu_ps(p))
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm512_storeu_ps(p, self.0)
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            F32x16(_mm512_set1_ps(x))
-        }
-        #[inline(always)]
-        unsafe fn load_group(p: *const f32) -> f32 {
-            *p
-        }
-        #[inline(always)]
-        unsafe fn broadcast(group: f32, _: usize) -> Self {
-            Self::splat(group)
-        }
-        #[inline(always)]
-        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
-            F32x16(_mm512_fmadd_ps(self.0, b.0, c.0))
-        }
+            impl Lanes for $name {
+                const LANES: usize = $lanes;
+                const GROUP: usize = 1;
+                type Group = f32;
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    $name($load(p))
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    $store(p, self.0)
+                }
+                #[inline(always)]
+                unsafe fn splat(x: f32) -> Self {
+                    $name($set1(x))
+                }
+                #[inline(always)]
+                unsafe fn load_group(p: *const f32) -> f32 {
+                    *p
+                }
+                #[inline(always)]
+                unsafe fn broadcast(group: f32, _: usize) -> Self {
+                    Self::splat(group)
+                }
+                #[inline(always)]
+                unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+                    $name($fmadd(self.0, b.0, c.0))
+                }
+            }
+        };
     }
 
-    #[derive(Clone, Copy)]
-    struct F32x8(__m256);
-
-    impl Lanes for F32x8 {
-        const LANES: usize = 8;
-        const GROUP: usize = 1;
-        type Group = f32;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            F32x8(_mm256_loadu_ps(p))
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm256_storeu_ps(p, self.0)
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            F32x8(_mm256_set1_ps(x))
-        }
-        #[inline(always)]
-        unsafe fn load_group(p: *const f32) -> f32 {
-            *p
-        }
-        #[inline(always)]
-        unsafe fn broadcast(group: f32, _: usize) -> Self {
-            Self::splat(group)
-        }
-        #[inline(always)]
-        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
-            F32x8(_mm256_fmadd_ps(self.0, b.0, c.0))
-        }
-    }
+    lanes!(
+        F32x16,
+        __m512,
+        16,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    lanes!(
+        F32x8,
+        __m256,
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512(product: &Product, panels: Range<usize>, out: *mut f32) {
