@@ -113,7 +113,7 @@ impl Dense {
         }
         let weight = self.weight.val();
         let packed = cpu_linear::with_f32_values(&weight, |w| panels::pack(k, n, w, width));
-        if let Some(packed) = packed {
+        if let Some(packed) = packed.flatten() {
             let rows = packed.len() / width;
             let packed =
                 Tensor::from_data(TensorData::new(packed, [rows, width]), &weight.device());

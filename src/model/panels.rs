@@ -120,17 +120,25 @@ pub struct Product<'a> {
 }
 
 /// A row-major `[k, n]` matrix as panels `width` columns wide (see the module doc). The
-/// matrix is read in order, row by row (each row scattered to its panels).
-pub fn pack(k: usize, n: usize, w: &[f32], width: usize) -> Vec<f32> {
-    let panel_len = k * width;
-    let mut packed = vec![0.0; n.div_ceil(width) * panel_len];
+/// matrix is read in order, row by row (each row scattered to its panels). `None` where there
+/// is nothing to pack, the sizes disagree or the memory for the panels cannot be had (the
+/// caller keeps the row-major matrix: packing is an optimization, never a reason to fail).
+pub fn pack(k: usize, n: usize, w: &[f32], width: usize) -> Option<Vec<f32>> {
+    let panel_len = k.checked_mul(width)?;
+    let len = n.div_ceil(width).checked_mul(panel_len)?;
+    if n == 0 || k.checked_mul(n) != Some(w.len()) {
+        return None;
+    }
+    let mut packed = Vec::new();
+    packed.try_reserve_exact(len).ok()?;
+    packed.resize(len, 0.0);
     for (row, values) in w.chunks_exact(n).enumerate() {
         for (panel, part) in values.chunks(width).enumerate() {
             let start = panel * panel_len + row * width;
             packed[start..start + part.len()].copy_from_slice(part);
         }
     }
-    packed
+    Some(packed)
 }
 
 /// The row-major `[k, n]` matrix back from its panels.
@@ -444,7 +452,7 @@ mod tests {
     fn pack_then_unpack_is_the_identity() {
         for (k, n, width) in [(3, 5, 4), (7, 64, 16), (2, 1, 8), (5, 100, 64)] {
             let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
-            let packed = pack(k, n, &w, width);
+            let packed = pack(k, n, &w, width).unwrap();
             assert_eq!(packed.len(), n.div_ceil(width) * k * width);
             assert_eq!(
                 unpack(k, n, &packed, width),
@@ -452,6 +460,16 @@ mod tests {
                 "[{k}, {n}] in panels of {width}"
             );
         }
+    }
+
+    #[test]
+    fn pack_refuses_what_it_cannot_pack() {
+        assert!(pack(2, 0, &[], 8).is_none(), "no columns");
+        assert!(pack(2, 3, &[0.0; 5], 8).is_none(), "sizes disagree");
+        assert!(
+            pack(usize::MAX / 2, 3, &[0.0; 6], 8).is_none(),
+            "size overflows"
+        );
     }
 
     #[test]
@@ -477,7 +495,7 @@ mod tests {
                 .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
                 .collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
-            let packed = pack(k, n, &w, width);
+            let packed = pack(k, n, &w, width).unwrap();
             let product = Product {
                 m,
                 k,
