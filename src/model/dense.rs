@@ -13,8 +13,8 @@ use crate::config::Activation;
 /// `x @ weight + bias`, as burn's `Linear`.
 #[derive(Module, Debug)]
 pub struct Dense {
-    /// `[d_input, d_output]`; after [`DenseLayers::pack_for_cpu`], the `[panels * d_input, width]` panels
-    /// of [`super::panels`].
+    /// `[d_input, d_output]`; after [`DenseLayers::pack_for_cpu`], the panels of
+    /// [`super::panels`] as `[panels * d_input, width]`.
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
     #[module(skip)]
@@ -69,6 +69,23 @@ impl Dense {
         let rows = panels::unpack(k, n, &packed, width);
         Tensor::from_data(TensorData::new(rows, [k, n]), &weight.device())
     }
+
+    /// Pack the weight in panels `width` wide, where it is a CPU weight and can be packed.
+    fn pack(&mut self, width: usize) {
+        let (k, n) = (self.d_input, self.d_output);
+        // One panel as wide as the output is the row-major layout itself.
+        if self.panel_width().is_some() || n == width {
+            return;
+        }
+        let weight = self.weight.val();
+        let packed = cpu_linear::with_f32_values(&weight, |w| panels::pack(k, n, w, width));
+        if let Some(packed) = packed.flatten() {
+            let rows = packed.len() / width;
+            let packed =
+                Tensor::from_data(TensorData::new(packed, [rows, width]), &weight.device());
+            self.weight = self.weight.clone().map(|_| packed);
+        }
+    }
 }
 
 /// A module's [`Dense`] layers, for changing how their weights are stored.
@@ -101,23 +118,5 @@ pub trait DenseLayers {
 impl DenseLayers for Dense {
     fn dense_layers(&mut self) -> Vec<&mut Dense> {
         vec![self]
-    }
-}
-
-impl Dense {
-    fn pack(&mut self, width: usize) {
-        let (k, n) = (self.d_input, self.d_output);
-        // One panel as wide as the output is the row-major layout itself.
-        if self.panel_width().is_some() || n == width {
-            return;
-        }
-        let weight = self.weight.val();
-        let packed = cpu_linear::with_f32_values(&weight, |w| panels::pack(k, n, w, width));
-        if let Some(packed) = packed.flatten() {
-            let rows = packed.len() / width;
-            let packed =
-                Tensor::from_data(TensorData::new(packed, [rows, width]), &weight.device());
-            self.weight = self.weight.clone().map(|_| packed);
-        }
     }
 }
