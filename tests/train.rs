@@ -13,7 +13,7 @@ use webclip::config::{siglip, Architecture};
 use webclip::model::TokenBatch;
 use webclip::tasks::Scoring;
 use webclip::train::checkpoint::trainable;
-use webclip::train::{clip_loss, sigmoid_loss, train, TrainConfig, TrainData};
+use webclip::train::{clip_loss, sigmoid_loss, train, TrainConfig, TrainData, Trained};
 use webclip::weights::ParamTable;
 use webclip::{block_on, Backend, Clip};
 
@@ -253,6 +253,47 @@ fn short_run() -> TrainConfig {
     config
 }
 
+/// Train on synthetic scenes, with each step's loss.
+fn train_synthetic(config: &TrainConfig, device: &Device) -> (Trained, Vec<f32>) {
+    let mut losses = Vec::new();
+    let trained = train(
+        config,
+        &TrainData::Synthetic,
+        device,
+        1,
+        |r| losses.push(r.loss),
+        |_| {},
+    )
+    .unwrap();
+    (trained, losses)
+}
+
+/// Write `trained` as a Hugging Face directory, read it back with the ordinary loader and
+/// check that it embeds texts exactly as the model in memory; `check` sees the directory and
+/// the loaded model before the directory is removed.
+fn assert_export_loads_back(
+    trained: &Trained,
+    device: &Device,
+    name: &str,
+    check: impl FnOnce(&std::path::Path, &Clip),
+) {
+    let dir = std::env::temp_dir().join(format!("webclip-{name}-{}", std::process::id()));
+    trained.write_dir(&dir).unwrap();
+    let loaded = Clip::load_dir(&dir, device).unwrap();
+    check(&dir, &loaded);
+    let in_memory = trained.load(device).unwrap();
+    let texts = [
+        "a small red circle on the left",
+        "a big blue cross at the top",
+    ];
+    assert_eq!(
+        block_on(loaded.embed_texts(&texts)).unwrap(),
+        block_on(in_memory.embed_texts(&texts)).unwrap(),
+        "{name}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_short_run_lowers_the_loss_deterministically_and_exports() {
     let _turn = ONE_TRAINING_AT_A_TIME
@@ -260,19 +301,7 @@ fn a_short_run_lowers_the_loss_deterministically_and_exports() {
         .unwrap_or_else(|e| e.into_inner());
     let device = Backend::Cpu.device().unwrap();
     let config = short_run();
-    let run = || {
-        let mut losses = Vec::new();
-        let trained = train(
-            &config,
-            &TrainData::Synthetic,
-            &device,
-            1,
-            |r| losses.push(r.loss),
-            |_| {},
-        )
-        .unwrap();
-        (trained, losses)
-    };
+    let run = || train_synthetic(&config, &device);
     let (trained, losses) = run();
     assert_eq!(losses.len(), 40);
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
@@ -292,19 +321,7 @@ fn a_short_run_lowers_the_loss_deterministically_and_exports() {
     );
 
     // The export is a Hugging Face directory that the ordinary loader reads back unchanged.
-    let dir = std::env::temp_dir().join(format!("webclip-export-{}", std::process::id()));
-    trained.write_dir(&dir).unwrap();
-    let loaded = Clip::load_dir(&dir, &device).unwrap();
-    let in_memory = trained.load(&device).unwrap();
-    let texts = [
-        "a small red circle on the left",
-        "a big blue cross at the top",
-    ];
-    assert_eq!(
-        block_on(loaded.embed_texts(&texts)).unwrap(),
-        block_on(in_memory.embed_texts(&texts)).unwrap()
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_export_loads_back(&trained, &device, "export", |_, _| {});
 }
 
 #[test]
@@ -326,16 +343,7 @@ fn a_resumed_run_continues_exactly_where_its_checkpoint_was_taken() {
         config.checkpoint_every = 6;
         config.checkpoint_dir = Some(dir.clone());
         let run = |config: &TrainConfig| {
-            let mut losses = Vec::new();
-            let trained = train(
-                config,
-                &TrainData::Synthetic,
-                &device,
-                1,
-                |r| losses.push(r.loss),
-                |_| {},
-            )
-            .unwrap();
+            let (trained, losses) = train_synthetic(config, &device);
             (trained.weights, losses)
         };
         let (weights, losses) = run(&config);
@@ -368,16 +376,7 @@ fn the_sigmoid_loss_trains_a_siglip_model_that_loads_back() {
     let device = Backend::Cpu.device().unwrap();
     let mut config = short_run();
     config.model = siglip::from_clip(&config.model);
-    let mut losses = Vec::new();
-    let trained = train(
-        &config,
-        &TrainData::Synthetic,
-        &device,
-        1,
-        |r| losses.push(r.loss),
-        |_| {},
-    )
-    .unwrap();
+    let (trained, losses) = train_synthetic(&config, &device);
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
     assert!(
@@ -386,17 +385,9 @@ fn the_sigmoid_loss_trains_a_siglip_model_that_loads_back() {
     );
 
     // A SigLIP directory (with the pad token named), read back by the ordinary loader.
-    let dir = std::env::temp_dir().join(format!("webclip-siglip-export-{}", std::process::id()));
-    trained.write_dir(&dir).unwrap();
-    assert!(dir.join("tokenizer_config.json").is_file());
-    let loaded = Clip::load_dir(&dir, &device).unwrap();
-    assert_eq!(loaded.config().architecture, Architecture::Siglip);
-    assert!(matches!(loaded.scoring(), Scoring::Sigmoid { .. }));
-    let in_memory = trained.load(&device).unwrap();
-    let texts = ["a small red circle on the left", "a big blue cross"];
-    assert_eq!(
-        block_on(loaded.embed_texts(&texts)).unwrap(),
-        block_on(in_memory.embed_texts(&texts)).unwrap()
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_export_loads_back(&trained, &device, "siglip-export", |dir, loaded| {
+        assert!(dir.join("tokenizer_config.json").is_file());
+        assert_eq!(loaded.config().architecture, Architecture::Siglip);
+        assert!(matches!(loaded.scoring(), Scoring::Sigmoid { .. }));
+    });
 }
