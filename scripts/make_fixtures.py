@@ -937,6 +937,32 @@ def _manual_clip_loss(img: torch.Tensor, txt: torch.Tensor, s: torch.Tensor) -> 
     return (ce_rows + ce_cols) / 2
 
 
+def _loss_case(name: str, img_in, txt_in, s_in: float, loss, grads, bias=None) -> dict:
+    """One case of cases.json / siglip_cases.json: the exact inputs, the loss and its gradients
+    (image features, text features, logit scale), plus SigLIP's (logit_bias, its gradient)."""
+    n, d = img_in.shape
+    case = {
+        "name": name,
+        "batch": int(n),
+        "dim": int(d),
+        "image_features": rnd10_list(img_in),
+        "text_features": rnd10_list(txt_in),
+        "logit_scale": s_in,
+    }
+    if bias is not None:
+        case["logit_bias"] = bias[0]
+    g_img, g_txt, g_s = grads
+    case.update({
+        "loss": rnd10(loss),
+        "grad_image_features": rnd10_list(g_img),
+        "grad_text_features": rnd10_list(g_txt),
+        "grad_logit_scale": rnd10(g_s),
+    })
+    if bias is not None:
+        case["grad_logit_bias"] = rnd10(bias[1])
+    return case
+
+
 def _analytic_grads(img: torch.Tensor, txt: torch.Tensor, s: torch.Tensor):
     """Closed-form gradients of the symmetric InfoNCE, to cross-check autograd.
     G = dloss/dlogits = (softmax_rows(L) - I + softmax_cols(L) - I) / (2n)."""
@@ -983,18 +1009,7 @@ def make_loss_cases() -> dict:
         else:
             assert float(loss) > 0.0 and g_img.abs().max() > 1e-6 and abs(float(g_s)) > 1e-9, name
 
-        cases.append({
-            "name": name,
-            "batch": n,
-            "dim": d,
-            "image_features": rnd10_list(img_in),
-            "text_features": rnd10_list(txt_in),
-            "logit_scale": s_in,
-            "loss": rnd10(loss),
-            "grad_image_features": rnd10_list(g_img),
-            "grad_text_features": rnd10_list(g_txt),
-            "grad_logit_scale": rnd10(g_s),
-        })
+        cases.append(_loss_case(name, img_in, txt_in, s_in, loss, (g_img, g_txt, g_s)))
         print(f"  {name}: loss={float(loss):.10g} dloss/ds={float(g_s):.10g}")
 
     meta = {
@@ -1054,20 +1069,8 @@ def make_siglip_loss_cases() -> dict:
             labels = 2 * torch.eye(n, dtype=torch.float64) - 1
             manual = -torch.nn.functional.logsigmoid(labels * logits).sum() / n
         assert abs(float(manual) - float(loss)) < 1e-12, (name, float(manual), float(loss))
-        cases.append({
-            "name": name,
-            "batch": n,
-            "dim": d,
-            "image_features": rnd10_list(img_in),
-            "text_features": rnd10_list(txt_in),
-            "logit_scale": s_in,
-            "logit_bias": b_in,
-            "loss": rnd10(loss),
-            "grad_image_features": rnd10_list(img.grad),
-            "grad_text_features": rnd10_list(txt.grad),
-            "grad_logit_scale": rnd10(s.grad),
-            "grad_logit_bias": rnd10(b.grad),
-        })
+        cases.append(_loss_case(name, img_in, txt_in, s_in, loss, (img.grad, txt.grad, s.grad),
+                                bias=(b_in, b.grad)))
         print(f"  {name}: loss={float(loss):.10g} dloss/ds={float(s.grad):.10g} dloss/db={float(b.grad):.10g}")
     meta = {
         "note": (
