@@ -2,11 +2,12 @@
 //!
 //! burn computes `x @ w` for a batched input as one matrix product per batch item, each on one
 //! thread, and adds the bias in a second pass; below ~7M multiply-adds it uses one thread. Here
-//! all rows of the batch form one matrix, the bias is written into the output first and the
-//! product accumulates onto it, and (natively) the output columns are split between the
-//! threads, so each thread streams only its share of the weights (the strategy of ONNX
-//! Runtime's MLAS when the output is wider than tall). wasm has one thread: it keeps the single
-//! product with the bias folded in and the activation fused. Measured in `docs/performance.md`.
+//! all rows of the batch form one matrix and (natively) the output columns are split between
+//! the threads, so each thread streams only its share of the weights (the strategy of ONNX
+//! Runtime's MLAS when the output is wider than tall). Weights packed in panels
+//! ([`super::panels`]) go through this CPU's panel kernel, which writes bias and activation
+//! itself; row-major ones (CPUs without a kernel) through `gemm`, accumulating onto the bias,
+//! with the activation in a second pass. Measured in `docs/performance.md`.
 //!
 //! It applies only to plain (non-autodiff) f32 Flex tensors with contiguous data; everything
 //! else, training included, takes burn's path unchanged.
