@@ -62,13 +62,17 @@ impl Backend {
         }
     }
 
-    /// Create the device (natively; the browser initialises WebGPU asynchronously).
+    /// The device (natively; the browser initialises WebGPU asynchronously). The wgpu device
+    /// is set up once per process (burn's runtime registers only once); later calls share it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn device(self) -> Result<Device> {
+        static WGPU: std::sync::OnceLock<std::result::Result<Device, String>> =
+            std::sync::OnceLock::new();
         match self {
             Backend::Cpu => Ok(Device::flex()),
-            Backend::Wgpu => Device::wgpu_options()
-                .init()
+            Backend::Wgpu => WGPU
+                .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+                .clone()
                 .map_err(|e| Error::Backend(format!("no usable wgpu adapter: {e}"))),
         }
     }

@@ -285,3 +285,11 @@ fn siglip_directories_match_transformers_end_to_end() {
         }
     }
 }
+
+#[test]
+fn the_wgpu_device_can_be_asked_for_more_than_once() {
+    // burn registers its wgpu runtime once per process: later calls share the first device.
+    let first = Backend::Wgpu.device();
+    let second = Backend::Wgpu.device();
+    assert_eq!(first.is_ok(), second.is_ok(), "{first:?} / {second:?}");
+}

@@ -2,7 +2,7 @@
 //! pre-LayerNorm encoder layer of CLIP's and SigLIP's transformers.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -38,9 +38,32 @@ pub fn embedding(count: usize, width: usize, std: f64, device: &Device) -> Embed
 
 /// A LayerNorm with the given epsilon.
 pub fn layer_norm(d_model: usize, epsilon: f64, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d_model)
-        .with_epsilon(epsilon)
-        .init(device)
+    LayerNorm {
+        gamma: Initializer::Ones.init([d_model], device),
+        beta: Some(Initializer::Zeros.init([d_model], device)),
+        epsilon,
+    }
+}
+
+/// Layer normalization over the last axis: `(x - mean) / sqrt(var + epsilon) * gamma + beta`.
+/// burn's `LayerNorm` parameters under the same names; on GPU devices one kernel (see
+/// [`super::gpu_kernels`]).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub gamma: Param<Tensor<1>>,
+    pub beta: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    pub epsilon: f64,
+}
+
+impl LayerNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Some(out) = super::gpu_kernels::try_layer_norm(self, &x) {
+            return out;
+        }
+        let beta = self.beta.as_ref().map(Param::val);
+        burn::tensor::module::layer_norm(x, self.gamma.val(), beta, self.epsilon)
+    }
 }
 
 /// Multi-head self-attention with biased projections. Query, key and value come from one
@@ -104,6 +127,10 @@ impl Attention {
         mask: Option<Tensor<4, Bool>>,
         causal: bool,
     ) -> Tensor<3> {
+        if let Some(context) = super::gpu_kernels::try_attention(&q, &k, &v, mask.as_ref(), causal)
+        {
+            return self.out_proj.forward(context);
+        }
         let [batch, _, queries, head_dim] = q.dims();
         let options = AttentionModuleOptions {
             scale: None,

@@ -6,6 +6,7 @@ mod activation_op;
 pub mod clip;
 mod cpu_linear;
 pub mod dense;
+mod gpu_kernels;
 pub mod layers;
 mod panels;
 pub mod text;

@@ -1,11 +1,11 @@
 //! The text transformer (causal in CLIP, bidirectional in SigLIP) and its pooling rules.
 
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm};
+use burn::nn::Embedding;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::dense::{Dense, DenseLayers};
-use super::layers::{embedding, layer_norm, Encoder, EncoderShape};
+use super::layers::{embedding, layer_norm, Encoder, EncoderShape, LayerNorm};
 use crate::config::{TextConfig, TextPooling};
 use crate::error::{Error, Result};
 

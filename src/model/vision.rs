@@ -2,11 +2,13 @@
 //! the class token; SigLIP: an attention-pooling head).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, LayerNorm};
+use burn::nn::Embedding;
 use burn::tensor::{Device, Tensor};
 
 use super::dense::{Dense, DenseLayers};
-use super::layers::{embedding, layer_norm, normal, Attention, Encoder, EncoderShape, Mlp};
+use super::layers::{
+    embedding, layer_norm, normal, Attention, Encoder, EncoderShape, LayerNorm, Mlp,
+};
 use crate::config::{VisionConfig, VisionPooling};
 
 /// The vision transformer (`CLIPVisionTransformer` / `SiglipVisionTransformer` in
