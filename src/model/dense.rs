@@ -6,8 +6,8 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::cpu_linear;
 use super::panels::{self, Kernel};
+use super::{cpu_linear, gpu_kernels};
 use crate::config::Activation;
 
 /// `x @ weight + bias`, as burn's `Linear`.
@@ -38,18 +38,33 @@ impl Dense {
         }
     }
 
-    /// `x @ W + b` over the last axis of `x`; on the CPU backend through [`cpu_linear`].
+    /// `x @ W + b` over the last axis of `x`; on the CPU backend through [`cpu_linear`], on
+    /// GPU devices one kernel ([`gpu_kernels`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        cpu_linear::forward(self, x)
+        match gpu_kernels::try_linear(self, &x, None, None) {
+            Some(out) => out,
+            None => cpu_linear::forward(self, x),
+        }
     }
 
-    /// `activate(x @ W + b)`; on the CPU backend in the same pass.
+    /// `activate(x @ W + b)`, in the same pass.
     pub fn forward_activated<const D: usize>(
         &self,
         x: Tensor<D>,
         activation: Activation,
     ) -> Tensor<D> {
-        cpu_linear::forward_activated(self, x, activation)
+        match gpu_kernels::try_linear(self, &x, Some(activation), None) {
+            Some(out) => out,
+            None => cpu_linear::forward_activated(self, x, activation),
+        }
+    }
+
+    /// `x @ W + b + residual`; on GPU devices in the same kernel.
+    pub fn forward_residual<const D: usize>(&self, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+        match gpu_kernels::try_linear(self, &x, None, Some(&residual)) {
+            Some(out) => out,
+            None => residual + cpu_linear::forward(self, x),
+        }
     }
 
     /// The panel width, where the weight is packed.

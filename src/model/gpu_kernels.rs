@@ -1,4 +1,4 @@
-//! Layer norm and attention as one GPU kernel each, on burn's cubecl backend (wgpu) without
+//! Layer norm, attention and the linear layer as one GPU kernel each, on burn's cubecl backend (wgpu) without
 //! autodiff. burn builds both from many kernels there: its layer norm is a mean, a variance and
 //! four elementwise passes; its attention fallback is two matrix products, a mask fill and a
 //! multi-pass softmax, with the heads permuted into and out of it. Each dispatch costs more than
@@ -7,16 +7,24 @@
 //! - [`try_layer_norm`]: one workgroup per row, sums reduced in shared memory, mean and variance
 //!   in two passes (as PyTorch computes them);
 //! - [`try_attention`]: one invocation per query row and head, an online softmax over the keys
-//!   (no score matrix is written), reading the heads through their strides (so the Q/K/V
-//!   projection's output is not copied) and writing `[batch, queries, heads * head_dim]`, the
-//!   layout the output projection reads.
+//!   (no score matrix is written), reading Q, K and V straight from the Q/K/V projection's
+//!   output (no heads split or copied) and writing `[batch, queries, hidden]`, the layout the
+//!   output projection reads.
 //!
-//! Both are opaque operations to burn's fusion (`#[backend_extension(Cube, Fusion)]`); other
+//! - [`try_linear`]: `activation(x @ W + b)` or `x @ W + b + residual`, a tiled matrix product
+//!   whose epilogue adds the bias, applies the activation and adds the residual (burn's fused
+//!   matrix product needs cooperative matrices, which WGSL lacks, and falls back to one kernel
+//!   per operation).
+//!
+//! All are opaque operations to burn's fusion (`#[backend_extension(Cube, Fusion)]`); other
 //! devices and autodiff keep burn's composition.
 
 use burn::backend::tensor::{BoolTensor, FloatTensor};
 use burn::backend::{backend_extension, Backend, Dispatch, DispatchDevice};
 use burn::tensor::{Bool, DType, Device, Shape, Tensor};
+
+use super::dense::Dense;
+use crate::config::Activation;
 use burn_cubecl::cubecl::calculate_cube_count_elemwise;
 use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
 use burn_cubecl::kernel::into_contiguous;
@@ -42,13 +50,33 @@ pub trait GpuKernels: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self>;
 
-    /// Scaled dot-product attention of `[batch, heads, seq, head_dim]` query, key and value,
-    /// returned as `[batch, queries, heads * head_dim]`.
+    /// `activation(x @ weight + bias)` over the last axis of `x` (`activation`: an
+    /// [`activation_code`]).
+    #[fusion(dtype = x, shape = linear_output_shape(x, weight))]
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        activation: u32,
+    ) -> FloatTensor<Self>;
+
+    /// `x @ weight + bias + residual` over the last axis of `x`.
+    #[fusion(dtype = x, shape = residual)]
+    fn linear_residual(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Multi-head scaled dot-product attention, read from Q/K/V projections: `query`
+    /// (`[batch, queries, 3 * hidden]`) gives Q in its first `hidden` columns, `key_value`
+    /// (`[batch, keys, 3 * hidden]`) K and V in the next two. Returns `[batch, queries, hidden]`.
     #[fusion(dtype = query, shape = attention_output_shape(query))]
     fn attention(
         query: FloatTensor<Self>,
-        key: FloatTensor<Self>,
-        value: FloatTensor<Self>,
+        key_value: FloatTensor<Self>,
+        heads: usize,
         causal: bool,
     ) -> FloatTensor<Self>;
 
@@ -57,16 +85,33 @@ pub trait GpuKernels: Backend {
     #[fusion(dtype = query, shape = attention_output_shape(query))]
     fn masked_attention(
         query: FloatTensor<Self>,
-        key: FloatTensor<Self>,
-        value: FloatTensor<Self>,
+        key_value: FloatTensor<Self>,
         mask: BoolTensor<Self>,
+        heads: usize,
         causal: bool,
     ) -> FloatTensor<Self>;
 }
 
+fn linear_output_shape(x: &Shape, weight: &Shape) -> Shape {
+    let mut shape = x.clone();
+    let last = shape.num_dims() - 1;
+    shape[last] = weight[1];
+    shape
+}
+
+/// The linear kernel's code for an activation (0: none).
+fn activation_code(activation: Option<Activation>) -> u32 {
+    match activation {
+        None => 0,
+        Some(Activation::QuickGelu) => 1,
+        Some(Activation::Gelu) => 2,
+        Some(Activation::GeluTanh) => 3,
+    }
+}
+
 fn attention_output_shape(query: &Shape) -> Shape {
-    let [batch, heads, queries, head_dim] = query.dims();
-    Shape::new([batch, queries, heads * head_dim])
+    let [batch, queries, projected] = query.dims();
+    Shape::new([batch, queries, projected / 3])
 }
 
 /// Whether `device` is a GPU (cubecl) device without autodiff.
@@ -98,37 +143,81 @@ pub fn try_layer_norm<const D: usize>(
     Some(Tensor::from_dispatch(out))
 }
 
-/// Attention over heads (`[batch, heads, seq, head_dim]`, scaled by `1/sqrt(head_dim)`) as one
-/// kernel on a GPU device, returned as `[batch, queries, heads * head_dim]`; else [`None`].
+/// `activation(dense(x))`, or `dense(x) + residual`, as one kernel on a GPU device, else
+/// [`None`] (also where the layer has no bias or the shapes disagree: burn's path reports it).
+pub fn try_linear<const D: usize>(
+    dense: &Dense,
+    x: &Tensor<D>,
+    activation: Option<Activation>,
+    residual: Option<&Tensor<D>>,
+) -> Option<Tensor<D>> {
+    let (weight, bias) = (dense.weight.val(), dense.bias.as_ref()?.val());
+    let [k, n] = weight.dims();
+    let fits = x.dims()[D - 1] == k && bias.dims() == [n];
+    let mut out_dims = x.dims();
+    out_dims[D - 1] = n;
+    let residual_fits = residual.is_none_or(|r| r.dims() == out_dims && on_gpu(r));
+    if !fits || !residual_fits || !on_gpu(x) || !on_gpu(&weight) || !on_gpu(&bias) {
+        return None;
+    }
+    let [x, weight] = [x.clone().into_dispatch(), weight.into_dispatch()];
+    let bias = bias.into_dispatch();
+    let out = match residual {
+        Some(residual) => <Dispatch as GpuKernels>::linear_residual(
+            x,
+            weight,
+            bias,
+            residual.clone().into_dispatch(),
+        ),
+        None => <Dispatch as GpuKernels>::linear(x, weight, bias, activation_code(activation)),
+    };
+    Some(Tensor::from_dispatch(out))
+}
+
+/// Multi-head attention (scaled by `1/sqrt(head_dim)`) as one kernel on a GPU device, else
+/// [`None`]. `query`: `[batch, queries, 3 * hidden]`, Q in its first `hidden` columns;
+/// `key_value`: `[batch, keys, 3 * hidden]`, K and V in the next two (both are Q/K/V projection
+/// outputs); `mask`: `[batch, heads or 1, queries, keys]`, true where a key is ignored. Returns
+/// `[batch, queries, hidden]`, the heads side by side.
 pub fn try_attention(
-    query: &Tensor<4>,
-    key: &Tensor<4>,
-    value: &Tensor<4>,
+    query: &Tensor<3>,
+    key_value: &Tensor<3>,
+    heads: usize,
     mask: Option<&Tensor<4, Bool>>,
     causal: bool,
 ) -> Option<Tensor<3>> {
-    if !on_gpu(query)
-        || !on_gpu(key)
-        || !on_gpu(value)
-        || mask.is_some_and(|m| !gpu_inference(&m.device()))
-    {
+    let on_gpu = on_gpu(query) && on_gpu(key_value);
+    if !on_gpu || mask.is_some_and(|m| !gpu_inference(&m.device())) {
         return None;
     }
-    let [query, key, value] = [query, key, value].map(|x| x.clone().into_dispatch());
+    let [query, key_value] = [query, key_value].map(|x| x.clone().into_dispatch());
     let out = match mask {
         Some(mask) => <Dispatch as GpuKernels>::masked_attention(
             query,
-            key,
-            value,
+            key_value,
             mask.clone().into_dispatch(),
+            heads,
             causal,
         ),
-        None => <Dispatch as GpuKernels>::attention(query, key, value, causal),
+        None => <Dispatch as GpuKernels>::attention(query, key_value, heads, causal),
     };
     Some(Tensor::from_dispatch(out))
 }
 
 impl GpuKernels for CubeBackend {
+    fn linear(x: CubeTensor, weight: CubeTensor, bias: CubeTensor, activation: u32) -> CubeTensor {
+        launch_linear(x, weight, bias, None, activation)
+    }
+
+    fn linear_residual(
+        x: CubeTensor,
+        weight: CubeTensor,
+        bias: CubeTensor,
+        residual: CubeTensor,
+    ) -> CubeTensor {
+        launch_linear(x, weight, bias, Some(residual), 0)
+    }
+
     fn layer_norm(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64) -> CubeTensor {
         let x = into_contiguous(x);
         let width = *x
@@ -164,32 +253,86 @@ impl GpuKernels for CubeBackend {
 
     fn attention(
         query: CubeTensor,
-        key: CubeTensor,
-        value: CubeTensor,
+        key_value: CubeTensor,
+        heads: usize,
         causal: bool,
     ) -> CubeTensor {
-        launch_attention(query, key, value, None, causal)
+        launch_attention(query, key_value, None, heads, causal)
     }
 
     fn masked_attention(
         query: CubeTensor,
-        key: CubeTensor,
-        value: CubeTensor,
+        key_value: CubeTensor,
         mask: CubeTensor,
+        heads: usize,
         causal: bool,
     ) -> CubeTensor {
-        launch_attention(query, key, value, Some(mask), causal)
+        launch_attention(query, key_value, Some(mask), heads, causal)
     }
+}
+
+/// Output rows, columns and reduction steps of one linear kernel workgroup's tile.
+const TILE_ROWS: usize = 64;
+const TILE_COLUMNS: usize = 64;
+const TILE_DEPTH: usize = 8;
+/// Outputs each invocation computes (rows, columns): the workgroup is
+/// `TILE_COLUMNS / UNIT_COLUMNS x TILE_ROWS / UNIT_ROWS` invocations.
+const UNIT_ROWS: usize = 8;
+const UNIT_COLUMNS: usize = 8;
+
+fn launch_linear(
+    x: CubeTensor,
+    weight: CubeTensor,
+    bias: CubeTensor,
+    residual: Option<CubeTensor>,
+    activation: u32,
+) -> CubeTensor {
+    let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+    let [k, n] = weight.meta.shape.dims();
+    let rows = x.meta.shape.num_elements() / k.max(1);
+    let output = empty_device_contiguous_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        linear_output_shape(&x.meta.shape, &weight.meta.shape),
+        x.dtype,
+    );
+    let client = x.client.clone();
+    let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
+    let with_residual = residual.is_some();
+    // Without a residual the kernel never reads its residual argument: the bias stands in.
+    let residual = residual.map_or_else(|| bias.clone(), into_contiguous);
+    let cube_count = CubeCount::Static(
+        n.div_ceil(TILE_COLUMNS) as u32,
+        rows.div_ceil(TILE_ROWS) as u32,
+        1,
+    );
+    let units = [TILE_COLUMNS / UNIT_COLUMNS, TILE_ROWS / UNIT_ROWS].map(|units| units as u32);
+    kernels::linear_kernel::launch(
+        &client,
+        cube_count,
+        CubeDim::new_2d(units[0], units[1]),
+        x.into_tensor_arg(),
+        weight.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        residual.into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        rows,
+        activation,
+        with_residual,
+        dtype,
+    );
+    output
 }
 
 fn launch_attention(
     query: CubeTensor,
-    key: CubeTensor,
-    value: CubeTensor,
+    key_value: CubeTensor,
     mask: Option<CubeTensor>,
+    heads: usize,
     causal: bool,
 ) -> CubeTensor {
-    let [batch, heads, queries, head_dim] = query.meta.shape.dims();
+    let [batch, queries, projected] = query.meta.shape.dims();
+    let head_dim = projected / 3 / heads;
     let output = empty_device_contiguous_dtype(
         query.client.clone(),
         query.device.clone(),
@@ -211,11 +354,11 @@ fn launch_attention(
         cube_count,
         cube_dim,
         query.into_tensor_arg(),
-        key.into_tensor_arg(),
-        value.into_tensor_arg(),
+        key_value.into_tensor_arg(),
         mask.into_tensor_arg(),
         output.clone().into_tensor_arg(),
         scale,
+        heads,
         head_dim,
         masked,
         causal,
@@ -227,7 +370,7 @@ fn launch_attention(
 mod kernels {
     //! The kernels, in cubecl's Rust dialect (compiled to WGSL / SPIR-V at first launch).
 
-    use super::LOWEST_SCORE;
+    use super::{LOWEST_SCORE, TILE_COLUMNS, TILE_DEPTH, TILE_ROWS, UNIT_COLUMNS, UNIT_ROWS};
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::*;
 
@@ -296,24 +439,134 @@ mod kernels {
         total
     }
 
+    /// One workgroup computes a `TILE_ROWS x TILE_COLUMNS` tile of `x @ weight` (`x`:
+    /// `[rows, k]`, `weight`: `[k, n]`, both contiguous), staging `TILE_DEPTH`-deep slices of
+    /// both in shared memory; each invocation keeps `4 x 4` sums in registers, then writes
+    /// `activation(sum + bias)` (+ `residual`).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_kernel<F: Float>(
+        x: &Tensor<F>,
+        weight: &Tensor<F>,
+        bias: &Tensor<F>,
+        residual: &Tensor<F>,
+        output: &mut Tensor<F>,
+        rows: usize,
+        #[comptime] activation: u32,
+        #[comptime] with_residual: bool,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = weight.shape(0);
+        let n = weight.shape(1);
+        let column_units = TILE_COLUMNS / UNIT_COLUMNS;
+        let units = column_units * (TILE_ROWS / UNIT_ROWS);
+        let (tx, ty) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+        let unit = ty * column_units + tx;
+        let row0 = CUBE_POS_Y as usize * TILE_ROWS;
+        let column0 = CUBE_POS_X as usize * TILE_COLUMNS;
+
+        let mut x_tile = Shared::<[F]>::new_slice(TILE_ROWS * TILE_DEPTH);
+        let mut w_tile = Shared::<[F]>::new_slice(TILE_DEPTH * TILE_COLUMNS);
+        let mut sums = Array::<F>::new(UNIT_ROWS * UNIT_COLUMNS);
+        #[unroll]
+        for i in 0..UNIT_ROWS * UNIT_COLUMNS {
+            sums[i] = F::new(0.0);
+        }
+
+        let mut k0 = 0usize;
+        while k0 < k {
+            #[unroll]
+            for part in 0..TILE_ROWS * TILE_DEPTH / units {
+                let e = unit + part * units;
+                let (row, depth) = (row0 + e / TILE_DEPTH, k0 + e % TILE_DEPTH);
+                let mut value = F::new(0.0);
+                if row < rows && depth < k {
+                    value = x[row * k + depth];
+                }
+                x_tile[e] = value;
+            }
+            #[unroll]
+            for part in 0..TILE_DEPTH * TILE_COLUMNS / units {
+                let e = unit + part * units;
+                let (depth, column) = (k0 + e / TILE_COLUMNS, column0 + e % TILE_COLUMNS);
+                let mut value = F::new(0.0);
+                if depth < k && column < n {
+                    value = weight[depth * n + column];
+                }
+                w_tile[e] = value;
+            }
+            sync_cube();
+            #[unroll]
+            for depth in 0..TILE_DEPTH {
+                #[unroll]
+                for i in 0..UNIT_ROWS {
+                    let a = x_tile[(ty * UNIT_ROWS + i) * TILE_DEPTH + depth];
+                    #[unroll]
+                    for j in 0..UNIT_COLUMNS {
+                        let b = w_tile[depth * TILE_COLUMNS + tx * UNIT_COLUMNS + j];
+                        sums[i * UNIT_COLUMNS + j] += a * b;
+                    }
+                }
+            }
+            sync_cube();
+            k0 += TILE_DEPTH;
+        }
+
+        #[unroll]
+        for i in 0..UNIT_ROWS {
+            let row = row0 + ty * UNIT_ROWS + i;
+            #[unroll]
+            for j in 0..UNIT_COLUMNS {
+                let column = column0 + tx * UNIT_COLUMNS + j;
+                if row < rows && column < n {
+                    let mut value =
+                        activate::<F>(sums[i * UNIT_COLUMNS + j] + bias[column], activation);
+                    if with_residual {
+                        value += residual[row * n + column];
+                    }
+                    output[row * n + column] = value;
+                }
+            }
+        }
+    }
+
+    /// The activation of [`super::activation_code`] `code`.
+    #[cube]
+    fn activate<F: Float>(x: F, #[comptime] code: u32) -> F {
+        let mut y = x;
+        if code == 1 {
+            // QuickGELU: x * sigmoid(1.702 x)
+            y = x / (F::new(1.0) + F::exp(F::new(-1.702) * x));
+        } else if code == 2 {
+            // GELU: x * Phi(x)
+            y = F::new(0.5)
+                * x
+                * (F::new(1.0) + F::erf(x * F::new(core::f32::consts::FRAC_1_SQRT_2)));
+        } else if code == 3 {
+            // tanh-GELU
+            let inner = F::new(0.797_884_6) * (x + F::new(0.044715) * x * x * x);
+            y = F::new(0.5) * x * (F::new(1.0) + F::tanh(inner));
+        }
+        y
+    }
+
     /// One invocation computes one query row of one head: an online softmax over the keys.
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub fn attention_kernel<F: Float, M: Numeric>(
         query: &Tensor<F>,
-        key: &Tensor<F>,
-        value: &Tensor<F>,
+        key_value: &Tensor<F>,
         mask: &Tensor<M>,
         output: &mut Tensor<F>,
         scale: f32,
+        heads: usize,
         #[comptime] head_dim: usize,
         #[comptime] masked: bool,
         #[comptime] causal: bool,
         #[define(F, M)] _dtypes: [ElemType; 2],
     ) {
-        let heads = query.shape(1);
-        let queries = query.shape(2);
-        let keys = key.shape(2);
+        let queries = query.shape(1);
+        let keys = key_value.shape(1);
         let row = ABSOLUTE_POS;
         if row >= query.shape(0) * heads * queries {
             terminate!();
@@ -321,15 +574,21 @@ mod kernels {
         let i = row % queries;
         let head = (row / queries) % heads;
         let b = row / (queries * heads);
+        let hidden = heads * head_dim;
 
-        let q_base = b * query.stride(0) + head * query.stride(1) + i * query.stride(2);
-        let k_base = b * key.stride(0) + head * key.stride(1);
-        let v_base = b * value.stride(0) + head * value.stride(1);
-        let (q_step, k_step, v_step) = (query.stride(3), key.stride(3), value.stride(3));
+        // Column `c` of token `t` of item `b` is at `b * stride(0) + t * stride(1) + c * stride(2)`.
+        let q_base = b * query.stride(0) + i * query.stride(1) + head * head_dim * query.stride(2);
+        let kv_item = b * key_value.stride(0);
+        let k_base = kv_item + (hidden + head * head_dim) * key_value.stride(2);
+        let v_base = kv_item + (2 * hidden + head * head_dim) * key_value.stride(2);
+        let q_step = query.stride(2);
+        let kv_step = key_value.stride(2);
+        let kv_token = key_value.stride(1);
 
         let mut q_row = Array::<F>::new(head_dim);
         let mut acc = Array::<F>::new(head_dim);
         let scale = F::cast_from(scale);
+        #[unroll]
         for d in 0..head_dim {
             q_row[d] = query[q_base + d * q_step] * scale;
             acc[d] = F::new(0.0);
@@ -352,18 +611,20 @@ mod kernels {
                 keep = u32::cast_from(mask[mask_base + j * mask.stride(3)]) == 0;
             }
             if keep {
-                let k_row = k_base + j * key.stride(2);
+                let k_row = k_base + j * kv_token;
                 let mut score = F::new(0.0);
+                #[unroll]
                 for d in 0..head_dim {
-                    score += q_row[d] * key[k_row + d * k_step];
+                    score += q_row[d] * key_value[k_row + d * kv_step];
                 }
                 let new_max = F::max(running_max, score);
                 let correction = F::exp(running_max - new_max);
                 let weight = F::exp(score - new_max);
                 total_weight = total_weight * correction + weight;
-                let v_row = v_base + j * value.stride(2);
+                let v_row = v_base + j * kv_token;
+                #[unroll]
                 for d in 0..head_dim {
-                    acc[d] = acc[d] * correction + weight * value[v_row + d * v_step];
+                    acc[d] = acc[d] * correction + weight * key_value[v_row + d * kv_step];
                 }
                 running_max = new_max;
             }
@@ -374,7 +635,8 @@ mod kernels {
         if total_weight > F::new(0.0) {
             inverse = F::new(1.0) / total_weight;
         }
-        let out_base = ((b * queries + i) * heads + head) * head_dim;
+        let out_base = (b * queries + i) * hidden + head * head_dim;
+        #[unroll]
         for d in 0..head_dim {
             output[out_base + d] = acc[d] * inverse;
         }
@@ -473,12 +735,17 @@ mod tests {
     fn attention_matches_burns() {
         let Some(device) = gpu() else { return };
         let (batch, heads, seq, head_dim) = (2, 3, 7, 8);
-        // Q, K and V as strided views of one projection, as the encoder passes them.
-        let qkv = tensor([batch, seq, 3 * heads * head_dim], 5, &device)
-            .reshape([batch, seq, 3, heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
-        let (q, k, v) = (part(0), part(1), part(2));
+        let hidden = heads * head_dim;
+        let qkv = tensor([batch, seq, 3 * hidden], 5, &device);
+        // burn's attention on the heads split out of the projection.
+        let split = |x: &Tensor<3>, part: usize| {
+            let [batch, tokens, _] = x.dims();
+            x.clone()
+                .narrow(2, part * hidden, hidden)
+                .reshape([batch, tokens, heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (split(&qkv, 0), split(&qkv, 1), split(&qkv, 2));
         // Padding: the second sequence has 4 tokens; a [batch, 1, seq, seq] mask.
         let lengths = [seq, 4];
         let padding: Vec<bool> = (0..batch * seq * seq)
@@ -493,26 +760,69 @@ mod tests {
             (Some(padding.clone()), true),
             (Some(padding.clone().expand([batch, heads, seq, seq])), true),
         ] {
-            let ours = try_attention(&q, &k, &v, mask.as_ref(), causal).expect("GPU tensors");
+            let ours = try_attention(&qkv, &qkv, heads, mask.as_ref(), causal).expect("GPU");
             let want = burns(q.clone(), k.clone(), v.clone(), mask, causal);
             let diff = max_diff(ours, want);
             assert!(diff < 1e-5, "causal {causal}: max abs diff {diff}");
         }
-        // One query over all keys (SigLIP's pooling head).
-        let probe = q.clone().narrow(2, 0, 1);
-        let ours = try_attention(&probe, &k, &v, None, false).expect("GPU tensors");
-        let diff = max_diff(ours, burns(probe, k, v, None, false));
+        // One query over all keys from another projection (SigLIP's pooling head), read
+        // through a strided view.
+        let probe = tensor([batch, 2, 3 * hidden], 6, &device).narrow(1, 1, 1);
+        let ours = try_attention(&probe, &qkv, heads, None, false).expect("GPU tensors");
+        let diff = max_diff(ours, burns(split(&probe, 0), k, v, None, false));
         assert!(diff < 1e-5, "one query: max abs diff {diff}");
+    }
+
+    #[test]
+    fn linear_matches_burns() {
+        let Some(device) = gpu() else { return };
+        // Sizes that fill no tile exactly, and one deeper than several tile depths.
+        for (rows, k, n, seed) in [(21, 100, 70, 1), (3, 5, 130, 2), (70, 300, 64, 3)] {
+            let mut dense = Dense::new(k, n, true, &device);
+            dense.weight = burn::module::Param::from_tensor(tensor([k, n], seed, &device) * 0.1);
+            dense.bias = Some(burn::module::Param::from_tensor(tensor(
+                [n],
+                seed + 1,
+                &device,
+            )));
+            let bias = dense.bias.as_ref().unwrap().val();
+            let burns = |x: Tensor<3>| {
+                burn::tensor::module::linear(x, dense.weight.val(), Some(bias.clone()))
+            };
+            // A strided view as input: the kernel reads it made contiguous.
+            let x = tensor([1, rows, k + 3], seed + 2, &device).narrow(2, 1, k);
+            let residual = tensor([1, rows, n], seed + 3, &device);
+            let cases = [
+                (None, None, burns(x.clone())),
+                (Some(Activation::QuickGelu), None, burns(x.clone())),
+                (Some(Activation::Gelu), None, burns(x.clone())),
+                (Some(Activation::GeluTanh), None, burns(x.clone())),
+                (None, Some(&residual), burns(x.clone()) + residual.clone()),
+            ];
+            for (activation, residual, linear) in cases {
+                let want = match activation {
+                    Some(activation) => crate::model::layers::activate(linear, activation),
+                    None => linear,
+                };
+                let ours = try_linear(&dense, &x, activation, residual).expect("GPU tensors");
+                let diff = max_diff(ours, want);
+                let case = format!(
+                    "{rows}x{k}x{n} {activation:?} residual {}",
+                    residual.is_some()
+                );
+                assert!(diff < 1e-4, "{case}: max abs diff {diff}");
+            }
+        }
     }
 
     #[test]
     fn other_devices_keep_burns_path() {
         let cpu = Device::flex();
-        let x = Tensor::<4>::ones([1, 1, 2, 4], &cpu);
-        assert!(try_attention(&x, &x, &x, None, false).is_none());
+        let x = Tensor::<3>::ones([1, 2, 6], &cpu);
+        assert!(try_attention(&x, &x, 2, None, false).is_none());
         if let Some(gpu) = gpu() {
-            let x = Tensor::<4>::ones([1, 1, 2, 4], &gpu.autodiff());
-            assert!(try_attention(&x, &x, &x, None, false).is_none());
+            let x = Tensor::<3>::ones([1, 2, 6], &gpu.autodiff());
+            assert!(try_attention(&x, &x, 2, None, false).is_none());
         }
     }
 }

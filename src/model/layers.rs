@@ -9,6 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::dense::{Dense, DenseLayers};
+use super::gpu_kernels::try_attention;
 use crate::config::Activation;
 
 /// Apply the configured nonlinearity (on the CPU backend as one operation, see
@@ -88,38 +89,51 @@ impl Attention {
     /// `x`: `[batch, seq, hidden]`. `mask`: `[batch, heads, seq, seq]`, true where a key must
     /// be ignored. `causal`: each position sees only itself and earlier positions.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
+        self.out_proj.forward(self.context(x, mask, causal))
+    }
+
+    /// The heads' attention output before the output projection, `[batch, seq, hidden]`.
+    pub fn context(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
         let [batch, seq, hidden] = x.dims();
+        let qkv = self.qkv_proj.forward(x);
+        if let Some(context) = try_attention(&qkv, &qkv, self.num_heads, mask.as_ref(), causal) {
+            return context;
+        }
         let head_dim = hidden / self.num_heads;
         // [batch, seq, 3 * hidden] -> [3, batch, heads, seq, head_dim]
-        let qkv = self
-            .qkv_proj
-            .forward(x)
+        let qkv = qkv
             .reshape([batch, seq, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
-        self.output(part(0), part(1), part(2), mask, causal)
+        self.merged_heads(part(0), part(1), part(2), mask, causal)
     }
 
     /// Attention of `query` (`[batch, queries, hidden]`) over `x` (`[batch, seq, hidden]`),
     /// unmasked: SigLIP's pooling head. Q comes from `query`, K and V from `x`.
     pub fn attend(&self, query: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
         let hidden = x.dims()[2];
+        let q = self.qkv_proj.forward(query);
+        let kv = self.qkv_proj.forward(x);
+        if let Some(context) = try_attention(&q, &kv, self.num_heads, None, false) {
+            return self.out_proj.forward(context);
+        }
         let heads = |t: Tensor<3>| {
             let [batch, seq, _] = t.dims();
             t.reshape([batch, seq, self.num_heads, hidden / self.num_heads])
                 .swap_dims(1, 2)
         };
-        let q = self.qkv_proj.forward(query).narrow(2, 0, hidden);
-        let kv = self.qkv_proj.forward(x);
+        let q = q.narrow(2, 0, hidden);
         let (k, v) = (
             kv.clone().narrow(2, hidden, hidden),
             kv.narrow(2, 2 * hidden, hidden),
         );
-        self.output(heads(q), heads(k), heads(v), None, false)
+        self.out_proj
+            .forward(self.merged_heads(heads(q), heads(k), heads(v), None, false))
     }
 
-    /// Attention over heads `[batch, heads, seq, head_dim]`, then the output projection.
-    fn output(
+    /// burn's attention over heads `[batch, heads, seq, head_dim]`, the heads merged back into
+    /// `[batch, seq, hidden]`.
+    fn merged_heads(
         &self,
         q: Tensor<4>,
         k: Tensor<4>,
@@ -127,20 +141,15 @@ impl Attention {
         mask: Option<Tensor<4, Bool>>,
         causal: bool,
     ) -> Tensor<3> {
-        if let Some(context) = super::gpu_kernels::try_attention(&q, &k, &v, mask.as_ref(), causal)
-        {
-            return self.out_proj.forward(context);
-        }
         let [batch, _, queries, head_dim] = q.dims();
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: causal,
         };
-        let context = attention(q, k, v, mask, None, options)
+        attention(q, k, v, mask, None, options)
             .swap_dims(1, 2)
-            .reshape([batch, queries, self.num_heads * head_dim]);
-        self.out_proj.forward(context)
+            .reshape([batch, queries, self.num_heads * head_dim])
     }
 }
 
@@ -176,6 +185,12 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.fc2
             .forward(self.fc1.forward_activated(x, self.activation))
+    }
+
+    /// `residual + forward(x)`, the sum in `fc2`'s pass on GPU devices.
+    pub fn forward_residual(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.fc2
+            .forward_residual(self.fc1.forward_activated(x, self.activation), residual)
     }
 }
 
@@ -216,11 +231,11 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.layer_norm1.forward(x), mask, causal);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        let attention = &self.self_attn;
+        let context = attention.context(self.layer_norm1.forward(x.clone()), mask, causal);
+        let x = attention.out_proj.forward_residual(context, x);
+        self.mlp
+            .forward_residual(self.layer_norm2.forward(x.clone()), x)
     }
 }
 
