@@ -28,7 +28,9 @@ use crate::config::Activation;
 use burn_cubecl::cubecl::calculate_cube_count_elemwise;
 use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
 use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::kernel::matmul::{matmul, MatmulStrategy};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::ops::reshape;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 
@@ -280,6 +282,13 @@ const TILE_DEPTH: usize = 8;
 const UNIT_ROWS: usize = 8;
 const UNIT_COLUMNS: usize = 8;
 
+/// Products of more multiply-adds than this run as cubecl's matrix product and then the
+/// epilogue kernel (two dispatches): the single tiled kernel saves a dispatch, which is what
+/// small products cost, but its inner loop is slower than cubecl's vectorized one (2.5x on
+/// ViT-B/32's products on lavapipe; the default model's largest product, 2.2M, is faster
+/// single).
+const SINGLE_KERNEL_LIMIT: usize = 4 << 20;
+
 fn launch_linear(
     x: CubeTensor,
     weight: CubeTensor,
@@ -290,17 +299,35 @@ fn launch_linear(
     let (x, weight) = (into_contiguous(x), into_contiguous(weight));
     let [k, n] = weight.meta.shape.dims();
     let rows = x.meta.shape.num_elements() / k.max(1);
-    let output = empty_device_contiguous_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        linear_output_shape(&x.meta.shape, &weight.meta.shape),
-        x.dtype,
-    );
+    let out_shape = linear_output_shape(&x.meta.shape, &weight.meta.shape);
     let client = x.client.clone();
     let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
     let with_residual = residual.is_some();
-    // Without a residual the kernel never reads its residual argument: the bias stands in.
+    // Without a residual the kernels never read their residual argument: the bias stands in.
     let residual = residual.map_or_else(|| bias.clone(), into_contiguous);
+
+    if rows.saturating_mul(k).saturating_mul(n) > SINGLE_KERNEL_LIMIT {
+        let (out_dtype, x) = (x.dtype, reshape(x, Shape::new([rows, k])));
+        let product = matmul(x, weight, None, MatmulStrategy::default(), out_dtype)
+            .expect("cubecl's matrix product runs on f32 operands of matching sizes");
+        let count = rows * n;
+        let cube_dim = CubeDim::new(&client, count);
+        kernels::epilogue_kernel::launch(
+            &client,
+            calculate_cube_count_elemwise(&client, count, cube_dim),
+            cube_dim,
+            product.clone().into_tensor_arg(),
+            bias.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            activation,
+            with_residual,
+            dtype,
+        );
+        return reshape(product, out_shape);
+    }
+
+    let output =
+        empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
     let cube_count = CubeCount::Static(
         n.div_ceil(TILE_COLUMNS) as u32,
         rows.div_ceil(TILE_ROWS) as u32,
@@ -528,6 +555,28 @@ mod kernels {
                 }
             }
         }
+    }
+
+    /// `activation(product + bias)` (+ `residual`) in place, over a contiguous `[rows, n]`
+    /// product: the linear kernel's epilogue after cubecl's matrix product.
+    #[cube(launch)]
+    pub fn epilogue_kernel<F: Float>(
+        product: &mut Tensor<F>,
+        bias: &Tensor<F>,
+        residual: &Tensor<F>,
+        #[comptime] activation: u32,
+        #[comptime] with_residual: bool,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= product.len() {
+            terminate!();
+        }
+        let mut value = activate::<F>(product[i] + bias[i % bias.len()], activation);
+        if with_residual {
+            value += residual[i];
+        }
+        product[i] = value;
     }
 
     /// The activation of [`super::activation_code`] `code`.
@@ -776,8 +825,10 @@ mod tests {
     #[test]
     fn linear_matches_burns() {
         let Some(device) = gpu() else { return };
-        // Sizes that fill no tile exactly, and one deeper than several tile depths.
-        for (rows, k, n, seed) in [(21, 100, 70, 1), (3, 5, 130, 2), (70, 300, 64, 3)] {
+        // Sizes that fill no tile exactly, one deeper than several tile depths, one above
+        // SINGLE_KERNEL_LIMIT (cubecl's product, then the epilogue kernel).
+        let sizes = [(21, 100, 70), (3, 5, 130), (70, 300, 64), (40, 600, 200)];
+        for (seed, (rows, k, n)) in sizes.into_iter().enumerate() {
             let mut dense = Dense::new(k, n, true, &device);
             dense.weight = burn::module::Param::from_tensor(tensor([k, n], seed, &device) * 0.1);
             dense.bias = Some(burn::module::Param::from_tensor(tensor(
