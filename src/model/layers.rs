@@ -1,5 +1,5 @@
-//! Building blocks shared by both towers: activations, multi-head attention, the MLP and the
-//! pre-LayerNorm encoder layer of CLIP's and SigLIP's transformers.
+//! Building blocks shared by both towers: activations, layer norm, multi-head attention, the MLP
+//! and the pre-LayerNorm encoder layer of CLIP's and SigLIP's transformers.
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer};
