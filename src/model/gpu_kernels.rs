@@ -155,13 +155,16 @@ pub fn try_linear<const D: usize>(
     activation: Option<Activation>,
     residual: Option<&Tensor<D>>,
 ) -> Option<Tensor<D>> {
+    if !on_gpu(x) {
+        return None;
+    }
     let (weight, bias) = (dense.weight.val(), dense.bias.as_ref()?.val());
     let [k, n] = weight.dims();
     let fits = x.dims()[D - 1] == k && bias.dims() == [n];
     let mut out_dims = x.dims();
     out_dims[D - 1] = n;
     let residual_fits = residual.is_none_or(|r| r.dims() == out_dims && on_gpu(r));
-    if !fits || !residual_fits || !on_gpu(x) || !on_gpu(&weight) || !on_gpu(&bias) {
+    if !fits || !residual_fits || !on_gpu(&weight) || !on_gpu(&bias) {
         return None;
     }
     let [x, weight] = [x.clone().into_dispatch(), weight.into_dispatch()];
