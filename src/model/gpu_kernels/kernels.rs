@@ -106,26 +106,29 @@ pub fn linear_kernel<F: Float>(
 
     let mut k0 = 0usize;
     while k0 < k {
-        #[unroll]
-        for part in 0..TILE_ROWS * TILE_DEPTH / units {
-            let e = unit + part * units;
-            let (row, depth) = (row0 + e / TILE_DEPTH, k0 + e % TILE_DEPTH);
-            let mut value = F::new(0.0);
-            if row < rows && depth < k {
-                value = x[row * k + depth];
-            }
-            x_tile[e] = value;
-        }
-        #[unroll]
-        for part in 0..TILE_DEPTH * TILE_COLUMNS / units {
-            let e = unit + part * units;
-            let (depth, column) = (k0 + e / TILE_COLUMNS, column0 + e % TILE_COLUMNS);
-            let mut value = F::new(0.0);
-            if depth < k && column < n {
-                value = weight[depth * n + column];
-            }
-            w_tile[e] = value;
-        }
+        // Rows `row0..` of `x` and columns `column0..` of `weight`, depths `k0..` of both.
+        stage::<F>(
+            x,
+            &mut x_tile,
+            rows,
+            row0,
+            k0,
+            TILE_ROWS,
+            TILE_DEPTH,
+            unit,
+            units,
+        );
+        stage::<F>(
+            weight,
+            &mut w_tile,
+            k,
+            k0,
+            column0,
+            TILE_DEPTH,
+            TILE_COLUMNS,
+            unit,
+            units,
+        );
         sync_cube();
         #[unroll]
         for depth in 0..TILE_DEPTH {
@@ -158,6 +161,35 @@ pub fn linear_kernel<F: Float>(
                 output[row * n + column] = value;
             }
         }
+    }
+}
+
+/// Copy the `height x width` block at (`row0`, `column0`) of `matrix` (row-major, `rows` rows)
+/// into `tile`, zeros outside the matrix; each of the workgroup's `units` invocations copies
+/// every `units`-th value.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn stage<F: Float>(
+    matrix: &Tensor<F>,
+    tile: &mut Shared<[F]>,
+    rows: usize,
+    row0: usize,
+    column0: usize,
+    #[comptime] height: usize,
+    #[comptime] width: usize,
+    unit: usize,
+    #[comptime] units: usize,
+) {
+    let columns = matrix.shape(matrix.rank() - 1);
+    #[unroll]
+    for part in 0..height * width / units {
+        let e = unit + part * units;
+        let (row, column) = (row0 + e / width, column0 + e % width);
+        let mut value = F::new(0.0);
+        if row < rows && column < columns {
+            value = matrix[row * columns + column];
+        }
+        tile[e] = value;
     }
 }
 
