@@ -417,10 +417,10 @@ mod kernels;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layers::{merged_heads, LayerNorm};
     use crate::model::values;
     use crate::pipeline::Backend as Devices;
-    use burn::tensor::module::attention;
-    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::module::Param;
     use burn::tensor::TensorData;
 
     /// The GPU device, where this machine has an adapter.
@@ -455,34 +455,23 @@ mod tests {
         // Widths below, at and above the workgroup, not multiples of it; offset rows.
         for (width, seed) in [(5, 1), (64, 2), (100, 3), (768, 4)] {
             let x = tensor([3, 7, width], seed, &device) * 3.0 + 1.5;
-            let norm = LayerNormParams {
-                gamma: tensor([width], seed + 10, &device),
-                beta: tensor([width], seed + 20, &device),
+            let (gamma, beta) = (
+                tensor([width], seed + 10, &device),
+                tensor([width], seed + 20, &device),
+            );
+            let norm = LayerNorm {
+                gamma: Param::from_tensor(gamma.clone()),
+                beta: Some(Param::from_tensor(beta.clone())),
+                epsilon: 1e-5,
             };
-            let ours = norm.ours(&x).expect("an f32 GPU tensor");
-            let want = burn::tensor::module::layer_norm(x, norm.gamma, Some(norm.beta), 1e-5);
+            let ours = try_layer_norm(&norm, &x).expect("an f32 GPU tensor");
+            let want = burn::tensor::module::layer_norm(x, gamma, Some(beta), 1e-5);
             let diff = max_diff(ours, want);
             assert!(diff < 1e-5, "width {width}: max abs diff {diff}");
         }
     }
 
-    struct LayerNormParams {
-        gamma: Tensor<1>,
-        beta: Tensor<1>,
-    }
-
-    impl LayerNormParams {
-        fn ours<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
-            let norm = crate::model::layers::LayerNorm {
-                gamma: burn::module::Param::from_tensor(self.gamma.clone()),
-                beta: Some(burn::module::Param::from_tensor(self.beta.clone())),
-                epsilon: 1e-5,
-            };
-            try_layer_norm(&norm, x)
-        }
-    }
-
-    /// burn's attention, heads merged back into `[batch, queries, heads * head_dim]`.
+    /// burn's attention (the mask expanded to every head, as the text tower passes it).
     fn burns(
         q: Tensor<4>,
         k: Tensor<4>,
@@ -490,16 +479,9 @@ mod tests {
         mask: Option<Tensor<4, Bool>>,
         causal: bool,
     ) -> Tensor<3> {
-        let [batch, heads, queries, head_dim] = q.dims();
+        let [batch, heads, queries, _] = q.dims();
         let mask = mask.map(|m| m.expand([batch, heads, queries, k.dims()[2]]));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: causal,
-        };
-        attention(q, k, v, mask, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, queries, heads * head_dim])
+        merged_heads(q, k, v, mask, causal)
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Attention {
             .reshape([batch, seq, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
-        self.merged_heads(part(0), part(1), part(2), mask, causal)
+        merged_heads(part(0), part(1), part(2), mask, causal)
     }
 
     /// Attention of `query` (`[batch, queries, hidden]`) over `x` (`[batch, seq, hidden]`),
@@ -128,29 +128,28 @@ impl Attention {
             kv.narrow(2, 2 * hidden, hidden),
         );
         self.out_proj
-            .forward(self.merged_heads(heads(q), heads(k), heads(v), None, false))
+            .forward(merged_heads(heads(q), heads(k), heads(v), None, false))
     }
+}
 
-    /// burn's attention over heads `[batch, heads, seq, head_dim]`, the heads merged back into
-    /// `[batch, seq, hidden]`.
-    fn merged_heads(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        mask: Option<Tensor<4, Bool>>,
-        causal: bool,
-    ) -> Tensor<3> {
-        let [batch, _, queries, head_dim] = q.dims();
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: causal,
-        };
-        attention(q, k, v, mask, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, queries, self.num_heads * head_dim])
-    }
+/// burn's attention over heads `[batch, heads, seq, head_dim]`, the heads merged back into
+/// `[batch, seq, heads * head_dim]` (the path of devices without [`try_attention`]).
+pub(super) fn merged_heads(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+    causal: bool,
+) -> Tensor<3> {
+    let [batch, heads, queries, head_dim] = q.dims();
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: causal,
+    };
+    attention(q, k, v, mask, None, options)
+        .swap_dims(1, 2)
+        .reshape([batch, queries, heads * head_dim])
 }
 
 impl DenseLayers for Attention {
