@@ -6,7 +6,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::dense::{Dense, DenseLayers};
 use super::gpu_kernels::try_attention;
@@ -230,9 +230,21 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
+        self.forward_picked(x, mask, causal, |rows| rows)
+    }
+
+    /// [`EncoderLayer::forward`] at the rows `pick` keeps: attention reads every position, then
+    /// the output projection, both residuals and the MLP run on the picked rows only.
+    pub fn forward_picked(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        causal: bool,
+        pick: impl Fn(Tensor<3>) -> Tensor<3>,
+    ) -> Tensor<3> {
         let attention = &self.self_attn;
         let context = attention.context(self.layer_norm1.forward(x.clone()), mask, causal);
-        let x = attention.out_proj.forward_residual(context, x);
+        let x = attention.out_proj.forward_residual(pick(context), pick(x));
         self.mlp
             .forward_residual(self.layer_norm2.forward(x.clone()), x)
     }
@@ -264,6 +276,36 @@ impl Encoder {
         }
         x
     }
+
+    /// The stack's output `[rows, hidden]` at `rows`, flat indices `b * seq + position` into
+    /// `x`'s `[batch, seq]` positions: `forward` then those rows, but the last layer computes
+    /// only them past its attention (a pooled tower reads nothing else).
+    pub fn forward_rows(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        causal: bool,
+        rows: Tensor<1, Int>,
+    ) -> Tensor<2> {
+        let [count] = rows.dims();
+        let [_, _, hidden] = x.dims();
+        let pick = |x: Tensor<3>| {
+            let [batch, seq, width] = x.dims();
+            x.reshape([batch * seq, width])
+                .select(0, rows.clone())
+                .reshape([count, 1, width])
+        };
+        let x = match self.layers.split_last() {
+            Some((last, earlier)) => {
+                for layer in earlier {
+                    x = layer.forward(x, mask.clone(), causal);
+                }
+                last.forward_picked(x, mask, causal, pick)
+            }
+            None => pick(x),
+        };
+        x.reshape([count, hidden])
+    }
 }
 
 impl DenseLayers for Encoder {
@@ -276,5 +318,56 @@ impl DenseLayers for Encoder {
                 dense
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{values, DenseLayers};
+    use burn::tensor::{Distribution, TensorData};
+
+    #[test]
+    fn forward_rows_equals_the_whole_stack_at_those_rows() {
+        let device = Device::flex();
+        let (batch, seq, hidden, heads) = (2, 5, 8, 2);
+        let shape = EncoderShape {
+            hidden,
+            intermediate: 16,
+            heads,
+            layers: 3,
+            activation: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+        };
+        let mut encoder = Encoder::new(&shape, &device);
+        encoder.pack_for_cpu();
+        let x = Tensor::<3>::random(
+            [batch, seq, hidden],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 5, 9], [3]), &device);
+        // The second sequence's last key is padding.
+        let padding: Vec<bool> = (0..batch * seq * seq)
+            .map(|i| i >= seq * seq && i % seq == seq - 1)
+            .collect();
+        let mask =
+            Tensor::<4, Bool>::from_data(TensorData::new(padding, [batch, 1, seq, seq]), &device)
+                .expand([batch, heads, seq, seq]);
+        for (mask, causal) in [(None, false), (Some(mask), true)] {
+            let whole = encoder
+                .forward(x.clone(), mask.clone(), causal)
+                .reshape([batch * seq, hidden])
+                .select(0, rows.clone());
+            let picked = encoder.forward_rows(x.clone(), mask, causal, rows.clone());
+            assert_eq!(picked.dims(), [3, hidden]);
+            let (picked, whole) = (values(picked).unwrap(), values(whole).unwrap());
+            let diff = picked
+                .iter()
+                .zip(&whole)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-5, "causal {causal}: rows differ by {diff}");
+        }
     }
 }

@@ -190,7 +190,6 @@ impl TextTransformer {
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
         let [size, seq] = batch.ids.dims();
         let x = self.embeddings.forward(&batch.ids);
-        let hidden = x.dims()[2];
         let mask = batch.padding_mask.clone().map(|m| {
             let heads = self
                 .encoder
@@ -199,11 +198,10 @@ impl TextTransformer {
                 .map_or(1, |l| l.self_attn.num_heads);
             m.expand([size, heads, seq, seq])
         });
-        let x = self.encoder.forward(x, mask, batch.causal);
-        let x = self.final_layer_norm.forward(x);
-        let pooled = x
-            .reshape([size * seq, hidden])
-            .select(0, batch.pool_index.clone());
+        let pooled = self
+            .encoder
+            .forward_rows(x, mask, batch.causal, batch.pool_index.clone());
+        let pooled = self.final_layer_norm.forward(pooled);
         match &self.head {
             Some(head) => head.forward(pooled),
             None => pooled,

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Embedding;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::dense::{Dense, DenseLayers};
 use super::layers::{
@@ -86,17 +86,21 @@ impl VisionTransformer {
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
         let batch = pixels.dims()[0];
         let x = self.embeddings.forward(pixels);
-        let hidden = x.dims()[2];
         let x = match &self.pre_layrnorm {
             Some(norm) => norm.forward(x),
             None => x,
         };
-        let x = self.encoder.forward(x, None, false);
         match &self.head {
-            Some(head) => head.forward(self.post_layernorm.forward(x)),
+            Some(head) => {
+                let x = self.encoder.forward(x, None, false);
+                head.forward(self.post_layernorm.forward(x))
+            }
             None => {
-                let class_token = x.narrow(1, 0, 1).reshape([batch, hidden]);
-                self.post_layernorm.forward(class_token)
+                let positions = x.dims()[1] as i64;
+                let class_tokens =
+                    Tensor::<1, Int>::arange(0..batch as i64, &x.device()) * positions;
+                let class_tokens = self.encoder.forward_rows(x, None, false, class_tokens);
+                self.post_layernorm.forward(class_tokens)
             }
         }
     }
