@@ -3,12 +3,15 @@
 in the same session, printed as ratios (webclip time / reference time; below 1.0 is faster).
 
 Usage:
-    python3 scripts/bench_reference.py [--webclip PATH] [--threads 2] [--runs 10] [--config config.json]
-                                       [--json FILE]
+    python3 scripts/bench_reference.py [--webclip PATH] [--threads 2] [--runs 10] [--rounds 3]
+                                       [--config config.json] [--json FILE]
     python3 scripts/bench_reference.py --write-config FILE   (the ViT-B/32 config.json, then exit)
 
 The default architecture is openai/clip-vit-base-patch32's (random weights: latency does not
 depend on the values). Cases: image batch 1 and 8 (224x224), text batch 1 and 8 of 12 tokens.
+The three sides take turns: --rounds rounds, each timing every case --runs times on each side (the
+side that starts rotates), and each figure is the median of its rounds' medians, so that a change
+in this shared machine's load during the run reaches every side alike.
 --json FILE also writes the rows for `npm run bench` (scripts/bench.mjs): a JSON list of
 {"case", "webclip_ms", "reference", "reference_ms", "ratio", "goal"} (goal: 1.0 against ONNX
 Runtime, none against PyTorch); a side that fails gives rows with an "error" instead.
@@ -93,37 +96,62 @@ def error_text(e):
     return f"{type(e).__name__}: {e}"
 
 
-def torch_cases(model, config, cases, runs):
-    out = {}
-    with torch.no_grad():
-        for kind, batch in cases:
-            x = inputs(config, batch, kind)
-            if kind == "image":
-                out[(kind, batch)] = median_ms(lambda: model.get_image_features(pixel_values=x), runs)
-            else:
-                out[(kind, batch)] = median_ms(lambda: model.get_text_features(input_ids=x), runs)
-    return out
+def torch_cases(model, config, cases):
+    """A function timing every case on PyTorch: runs -> {(kind, batch): median ms}."""
+    calls = {}
+    for kind, batch in cases:
+        x = inputs(config, batch, kind)
+        if kind == "image":
+            calls[(kind, batch)] = lambda x=x: model.get_image_features(pixel_values=x)
+        else:
+            calls[(kind, batch)] = lambda x=x: model.get_text_features(input_ids=x)
+
+    def run(runs):
+        with torch.no_grad():
+            return {case: median_ms(call, runs) for case, call in calls.items()}
+    return run
 
 
-def ort_cases(model, config, threads, runs):
+def ort_cases(model, config, cases, threads, tmp):
+    """The towers exported to ONNX in `tmp`, and a function timing every case on ONNX Runtime."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("image", "text"):
-            path = os.path.join(tmp, f"{kind}.onnx")
-            with torch.no_grad():
-                torch.onnx.export(Tower(model, kind), (inputs(config, 1, kind),), path, dynamo=False,
-                                  opset_version=17, input_names=["x"], output_names=["y"],
-                                  dynamic_axes={"x": {0: "batch"}})
-            session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-            for batch in (1, 8):
-                x = inputs(config, batch, kind).numpy()
-                out[(kind, batch)] = median_ms(lambda: session.run(None, {"x": x}), runs)
-    return out, f"ONNX Runtime {ort.__version__}"
+    sessions = {}
+    for kind in sorted({kind for kind, _ in cases}):
+        path = os.path.join(tmp, f"{kind}.onnx")
+        with torch.no_grad():
+            torch.onnx.export(Tower(model, kind), (inputs(config, 1, kind),), path, dynamo=False,
+                              opset_version=17, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}})
+        sessions[kind] = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feeds = {(kind, batch): {"x": inputs(config, batch, kind).numpy()} for kind, batch in cases}
+
+    def run(runs):
+        return {(kind, batch): median_ms(lambda: sessions[kind].run(None, feed), runs)
+                for (kind, batch), feed in feeds.items()}
+    return run, f"ONNX Runtime {ort.__version__}"
+
+
+def interleaved(sides, rounds, runs):
+    """Time every side (name -> function of runs, or None where it could not be set up) in turns:
+    `rounds` rounds, the first side rotating. Returns name -> ({case: median of the rounds'
+    medians}, error text or None); a side that fails once is left out of later rounds."""
+    samples = {name: [] for name in sides}
+    errors = {name: None for name in sides}
+    names = list(sides)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            if sides[name] is None or errors[name]:
+                continue
+            result, errors[name] = measure(name, lambda: sides[name](runs))
+            if result:
+                samples[name].append(result)
+    return {name: ({case: statistics.median(s[case] for s in samples[name]) for case in samples[name][0]}
+                   if samples[name] and not errors[name] else {}, errors[name])
+            for name in names}
 
 
 def measure(label, fn):
@@ -141,7 +169,8 @@ def main():
     parser.add_argument("--webclip", default=str(Path(target) / "release/webclip"))
     parser.add_argument("--config", help="a CLIP config.json (default: ViT-B/32)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs of each case per round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each side takes (see above)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON (for scripts/bench.mjs)")
     parser.add_argument("--write-config", metavar="FILE", help="write the ViT-B/32 config.json and exit")
     args = parser.parse_args()
@@ -157,13 +186,20 @@ def main():
     shape = Path(args.config).name if args.config else "ViT-B/32"
 
     cases = [("image", 1), ("image", 8), ("text", 1), ("text", 8)]
-    torch_ms, torch_error = measure("PyTorch", lambda: torch_cases(model, config, cases, args.runs))
-    ort_result, ort_error = measure("ONNX Runtime", lambda: ort_cases(model, config, args.threads, args.runs))
-    ort_ms, ort_name = ort_result or ({}, "ONNX Runtime")
-    ours, ours_error = measure("webclip bench", lambda: webclip_cases(args.webclip, args.config, args.threads, args.runs))
-    torch_ms, ours = torch_ms or {}, ours or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ort_setup, ort_error = measure("ONNX Runtime", lambda: ort_cases(model, config, cases, args.threads, tmp))
+        ort_run, ort_name = ort_setup or (None, "ONNX Runtime")
+        sides = {
+            "PyTorch": torch_cases(model, config, cases),
+            "ONNX Runtime": ort_run,
+            "webclip bench": lambda runs: webclip_cases(args.webclip, args.config, args.threads, runs),
+        }
+        results = interleaved(sides, args.rounds, args.runs)
+    (torch_ms, torch_error), (ort_ms, run_error), (ours, ours_error) = (
+        results[name] for name in ("PyTorch", "ONNX Runtime", "webclip bench"))
+    ort_error = ort_error or run_error
 
-    print(f"threads={args.threads} runs={args.runs} (medians, ms; ratio = webclip / reference)")
+    print(f"threads={args.threads} rounds={args.rounds} runs={args.runs} (medians, ms; ratio = webclip / reference)")
     print(f"{'case':<10} {'webclip':>9} {'pytorch':>9} {'onnxrt':>9} {'vs torch':>9} {'vs ort':>9}")
     num = lambda v: f"{v:9.1f}" if v else f"{'-':>9}"  # noqa: E731
     ratio = lambda a, b: f"{a / b:8.2f}x" if a and b else f"{'-':>9}"  # noqa: E731
@@ -176,7 +212,7 @@ def main():
                                            (f"PyTorch {torch.__version__.split('+')[0]}", t, torch_error, None)]:
             row = {"case": f"native CPU, {shape}, {what}, batch {batch}", "webclip_ms": w, "reference": reference,
                    "reference_ms": ms, "ratio": w / ms if w and ms else None, "goal": goal,
-                   "note": f"{args.threads} threads, median of {args.runs}"}
+                   "note": f"{args.threads} threads, median of {args.rounds} interleaved rounds' medians of {args.runs}"}
             if ours_error or error:
                 row["error"] = "; ".join(e for e in (ours_error and f"webclip: {ours_error}", error) if e)
             rows.append(row)
