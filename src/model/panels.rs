@@ -504,12 +504,14 @@ mod tests {
 
     fn matches_a_plain_product(kernel: Kernel) {
         let width = kernel.width();
-        // Row counts on both sides of a tile, widths with and without a partial last panel.
+        // Row counts on both sides of a tile, widths with and without a partial last panel, a
+        // depth longer than the prefetch distance.
         for (m, k, n) in [
             (1, 5, 3),
             (6, 16, width),
             (7, 33, 2 * width + 5),
             (13, 64, 100),
+            (9, 517, width + 3),
         ] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
@@ -519,31 +521,36 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
             let packed = pack(k, n, &w, width).unwrap();
-            let product = Product {
-                m,
-                k,
-                n,
-                x: &x,
-                packed: &packed,
-                bias: Some(&bias),
-                activation: None,
-            };
-            let panels = n.div_ceil(width);
-            let mut out = vec![f32::NAN; m * n];
-            // Two calls over halves of the panels, as two threads would make them.
-            unsafe {
-                kernel.run(&product, 0..panels / 2, out.as_mut_ptr());
-                kernel.run(&product, panels / 2..panels, out.as_mut_ptr());
-            }
-            for row in 0..m {
-                for col in 0..n {
-                    let expected =
-                        bias[col] + (0..k).map(|i| x[row * k + i] * w[i * n + col]).sum::<f32>();
-                    let got = out[row * n + col];
-                    assert!(
-                        (got - expected).abs() < 1e-4,
-                        "{kernel:?}: [{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
-                    );
+            for activation in [None, Some(Activation::GeluTanh)] {
+                let product = Product {
+                    m,
+                    k,
+                    n,
+                    x: &x,
+                    packed: &packed,
+                    bias: Some(&bias),
+                    activation,
+                };
+                let panels = n.div_ceil(width);
+                let mut out = vec![f32::NAN; m * n];
+                // Two calls over halves of the panels, as two threads would make them.
+                unsafe {
+                    kernel.run(&product, 0..panels / 2, out.as_mut_ptr());
+                    kernel.run(&product, panels / 2..panels, out.as_mut_ptr());
+                }
+                for row in 0..m {
+                    for col in 0..n {
+                        let mut expected = [bias[col]
+                            + (0..k).map(|i| x[row * k + i] * w[i * n + col]).sum::<f32>()];
+                        if let Some(activation) = activation {
+                            apply_activation(&mut expected, activation);
+                        }
+                        let (got, expected) = (out[row * n + col], expected[0]);
+                        assert!(
+                            (got - expected).abs() < 1e-4 * expected.abs().max(1.0),
+                            "{kernel:?} {activation:?}: [{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
+                        );
+                    }
                 }
             }
         }
