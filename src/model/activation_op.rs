@@ -167,12 +167,7 @@ mod tests {
                 )
             };
             let ((y, dx), (want_y, want_dx)) = (run(true), run(false));
-            let max_diff = |a: &[f32], b: &[f32]| {
-                a.iter()
-                    .zip(b)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max)
-            };
+            let max_diff = crate::model::max_abs_diff;
             assert!(max_diff(&y, &want_y) < 1e-5, "{activation:?} values");
             assert!(max_diff(&dx, &want_dx) < 1e-4, "{activation:?} gradients");
         }

@@ -260,15 +260,8 @@ pub(super) fn for_each_part<T>(items: impl Iterator<Item = T>, f: impl Fn(T)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DenseLayers;
+    use crate::model::{max_abs_diff, DenseLayers};
     use burn::tensor::{Device, TensorData};
-
-    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
 
     /// The layer as given and packed for this CPU's kernel (where it has one).
     fn layouts(dense: Dense) -> Vec<Dense> {

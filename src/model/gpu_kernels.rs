@@ -441,12 +441,7 @@ mod tests {
     }
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        let (a, b) = (values(a).unwrap(), values(b).unwrap());
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max)
+        crate::model::max_abs_diff(&values(a).unwrap(), &values(b).unwrap())
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl DenseLayers for Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{values, DenseLayers};
+    use crate::model::{max_abs_diff, values, DenseLayers};
     use burn::tensor::{Distribution, TensorData};
 
     #[test]
@@ -362,11 +362,7 @@ mod tests {
             let picked = encoder.forward_rows(x.clone(), mask, causal, rows.clone());
             assert_eq!(picked.dims(), [3, hidden]);
             let (picked, whole) = (values(picked).unwrap(), values(whole).unwrap());
-            let diff = picked
-                .iter()
-                .zip(&whole)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&picked, &whole);
             assert!(diff < 1e-5, "causal {causal}: rows differ by {diff}");
         }
     }

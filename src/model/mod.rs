@@ -27,6 +27,16 @@ pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     data_values(tensor.into_data())
 }
 
+/// The largest absolute difference between two equally long value lists (tests' comparisons).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "value lists of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 /// The values of read-back tensor data as f32.
 pub fn data_values(data: TensorData) -> Result<Vec<f32>> {
     data.convert::<f32>()

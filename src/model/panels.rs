@@ -547,7 +547,7 @@ mod tests {
                         }
                         let (got, expected) = (out[row * n + col], expected[0]);
                         assert!(
-                            (got - expected).abs() < 1e-4 * expected.abs().max(1.0),
+                            (got - expected).abs() < 1e-4,
                             "{kernel:?} {activation:?}: [{m}, {k}] x [{k}, {n}] at ({row}, {col}): {got} vs {expected}"
                         );
                     }
