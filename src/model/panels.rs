@@ -16,7 +16,7 @@ use crate::config::Activation;
 /// The SIMD instruction set a panel kernel runs on; it fixes the panel width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// x86-64 AVX-512: panels of four 16-lane vectors.
+    /// x86-64 AVX-512: panels of two 16-lane vectors.
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// x86-64 AVX2 with FMA: panels of two 8-lane vectors.
@@ -67,7 +67,7 @@ impl Kernel {
     pub fn width(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => 64,
+            Kernel::Avx512 => 32,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => 16,
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -183,95 +183,125 @@ const PREFETCH_BYTES: usize = 4096;
 const LINE_BYTES: usize = 64;
 
 /// The product over a range of panels of `VECTORS` vectors of `V::LANES` columns, in tiles of
-/// `ROWS` input rows (`ROWS x VECTORS` accumulators stay in registers). Inlined into each
-/// instruction set's entry point, so that the intrinsics (and the activation's loops) compile
-/// for it.
+/// `ROWS` input rows by `PANELS` adjacent panels (`ROWS x PANELS x VECTORS` accumulators stay
+/// in registers; a last panel without a partner goes through a one-panel tile). Inlined into
+/// each instruction set's entry point, so that the intrinsics (and the activation's loops)
+/// compile for it.
 #[inline(always)]
-unsafe fn panels_product<V: Lanes, const VECTORS: usize, const ROWS: usize>(
+unsafe fn panels_product<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
     product: &Product,
     panels: Range<usize>,
     out: *mut f32,
 ) {
+    let mut panel = panels.start;
+    while panel + PANELS <= panels.end {
+        panel_group::<V, VECTORS, PANELS, ROWS>(product, panel, out);
+        panel += PANELS;
+    }
+    for panel in panel..panels.end {
+        panel_group::<V, VECTORS, 1, ROWS>(product, panel, out);
+    }
+}
+
+/// The product at the columns of panels `first_panel..first_panel + PANELS`.
+#[inline(always)]
+unsafe fn panel_group<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
+    product: &Product,
+    first_panel: usize,
+    out: *mut f32,
+) {
     let Product { m, k, n, .. } = *product;
     let width = VECTORS * V::LANES;
-    for panel in panels {
-        let first = panel * width;
-        let cols = width.min(n - first);
+    let group = PANELS * width;
+    let first = first_panel * width;
+    let cols = group.min(n - first);
+    let tiles = Tiles {
+        k,
+        x: product.x.as_ptr(),
+        weights: product.packed.as_ptr().add(first_panel * k * width),
+        bias: product.bias.map(|b| b[first..].as_ptr()),
+        activation: product.activation,
+    };
+    if cols == group {
+        tiles.rows::<V, VECTORS, PANELS, ROWS>(m, out.add(first), n);
+    } else {
+        // The last panel is narrower than the kernel writes: through a scratch block, with
+        // the bias padded to the group's width.
+        let mut scratch = vec![0.0f32; m * group];
+        let mut bias = vec![0.0f32; group];
+        if let Some(b) = product.bias {
+            bias[..cols].copy_from_slice(&b[first..]);
+        }
         let tiles = Tiles {
-            k,
-            x: product.x.as_ptr(),
-            weights: product.packed.as_ptr().add(panel * k * width),
-            bias: product.bias.map(|b| b[first..].as_ptr()),
-            activation: product.activation,
+            bias: tiles.bias.map(|_| bias.as_ptr()),
+            ..tiles
         };
-        if cols == width {
-            tiles.rows::<V, VECTORS, ROWS>(m, out.add(first), n);
-        } else {
-            // The last panel is narrower than the kernel writes: through a scratch block, with
-            // the bias padded to the panel's width.
-            let mut scratch = vec![0.0f32; m * width];
-            let mut bias = vec![0.0f32; width];
-            if let Some(b) = product.bias {
-                bias[..cols].copy_from_slice(&b[first..]);
-            }
-            let tiles = Tiles {
-                bias: tiles.bias.map(|_| bias.as_ptr()),
-                ..tiles
-            };
-            tiles.rows::<V, VECTORS, ROWS>(m, scratch.as_mut_ptr(), width);
-            for row in 0..m {
-                let dst = out.add(row * n + first);
-                std::ptr::copy_nonoverlapping(scratch[row * width..].as_ptr(), dst, cols);
-            }
+        tiles.rows::<V, VECTORS, PANELS, ROWS>(m, scratch.as_mut_ptr(), group);
+        for row in 0..m {
+            let dst = out.add(row * n + first);
+            std::ptr::copy_nonoverlapping(scratch[row * group..].as_ptr(), dst, cols);
         }
     }
 }
 
-/// One panel's share of a [`Product`].
+/// How `m` rows split into tiles: `(first row, rows)`, tiles of `rows` rows, then the rest in
+/// one tile or, above 6 rows, two (the kernels have tiles of up to 6 rows besides the full one).
+fn row_tiles(m: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let full = m / rows * rows;
+    let rest = m - full;
+    let (a, b) = if rest > 6 {
+        (rest - rest / 2, rest / 2)
+    } else {
+        (rest, 0)
+    };
+    (0..full)
+        .step_by(rows)
+        .map(move |first| (first, rows))
+        .chain([(full, a), (full + a, b)].into_iter().filter(|t| t.1 > 0))
+}
+
+/// One panel group's share of a [`Product`].
 #[derive(Clone, Copy)]
 struct Tiles {
     k: usize,
     /// The input's first row.
     x: *const f32,
-    /// The panel.
+    /// The group's first panel (the others follow it, `k` rows each).
     weights: *const f32,
-    /// The panel's first bias value.
+    /// The group's first bias value.
     bias: Option<*const f32>,
     activation: Option<Activation>,
 }
 
 impl Tiles {
-    /// All `m` rows of the input times the panel, in tiles of `ROWS` rows (the rest in one
-    /// smaller tile; `ROWS <= 6`). `out` points at the panel's first column; its rows are
-    /// `stride` apart.
+    /// All `m` rows of the input times the group's panels, in the tiles of [`row_tiles`]
+    /// (`ROWS <= 12`). `out` points at the group's first column; its rows are `stride` apart.
     #[inline(always)]
-    unsafe fn rows<V: Lanes, const VECTORS: usize, const ROWS: usize>(
+    unsafe fn rows<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
         self,
         m: usize,
         out: *mut f32,
         stride: usize,
     ) {
-        let mut row = 0;
-        while row + ROWS <= m {
-            self.tile::<V, VECTORS, ROWS>(row, out.add(row * stride), stride);
-            row += ROWS;
-        }
-        let out = out.add(row * stride);
-        match m - row {
-            0 => {}
-            1 => self.tile::<V, VECTORS, 1>(row, out, stride),
-            2 => self.tile::<V, VECTORS, 2>(row, out, stride),
-            3 => self.tile::<V, VECTORS, 3>(row, out, stride),
-            4 => self.tile::<V, VECTORS, 4>(row, out, stride),
-            _ => self.tile::<V, VECTORS, 5>(row, out, stride),
+        for (row, count) in row_tiles(m, ROWS) {
+            let out = out.add(row * stride);
+            match count {
+                c if c == ROWS => self.tile::<V, VECTORS, PANELS, ROWS>(row, out, stride),
+                1 => self.tile::<V, VECTORS, PANELS, 1>(row, out, stride),
+                2 => self.tile::<V, VECTORS, PANELS, 2>(row, out, stride),
+                3 => self.tile::<V, VECTORS, PANELS, 3>(row, out, stride),
+                4 => self.tile::<V, VECTORS, PANELS, 4>(row, out, stride),
+                5 => self.tile::<V, VECTORS, PANELS, 5>(row, out, stride),
+                _ => self.tile::<V, VECTORS, PANELS, 6>(row, out, stride),
+            }
         }
     }
 
-    /// `out[R rows, width] = activation(x[first..first + R, ..] @ panel + bias)`: the
-    /// accumulators start at the bias; for each `k`, one panel row is loaded and each input
-    /// value broadcast against it.
+    /// `out[R rows, group] = activation(x[first..first + R, ..] @ panels + bias)`: the
+    /// accumulators start at the bias; for each `k`, one row of each panel is loaded and each
+    /// input value broadcast against them.
     #[inline(always)]
-    unsafe fn tile<V: Lanes, const VECTORS: usize, const R: usize>(
+    unsafe fn tile<V: Lanes, const VECTORS: usize, const PANELS: usize, const R: usize>(
         self,
         first: usize,
         out: *mut f32,
@@ -279,52 +309,62 @@ impl Tiles {
     ) {
         let Tiles { k, weights, .. } = self;
         let x = self.x.add(first * k);
-        let start: [V; VECTORS] = match self.bias {
-            Some(bias) => std::array::from_fn(|v| V::load(bias.add(v * V::LANES))),
-            None => [V::splat(0.0); VECTORS],
+        let width = VECTORS * V::LANES;
+        let panels: [*const f32; PANELS] = std::array::from_fn(|p| weights.add(p * k * width));
+        let start: [[V; VECTORS]; PANELS] = match self.bias {
+            Some(bias) => std::array::from_fn(|p| {
+                std::array::from_fn(|v| V::load(bias.add(p * width + v * V::LANES)))
+            }),
+            None => [[V::splat(0.0); VECTORS]; PANELS],
         };
         let mut acc = [start; R];
-        let row_bytes = VECTORS * V::LANES * std::mem::size_of::<f32>();
-        let ahead = weights.wrapping_byte_add(PREFETCH_BYTES);
+        let row_bytes = width * std::mem::size_of::<f32>();
         let mut i = 0;
         while i + V::GROUP <= k {
-            for j in 0..V::GROUP {
-                let row = ahead.wrapping_byte_add((i + j) * row_bytes);
-                for line in (0..row_bytes).step_by(LINE_BYTES) {
-                    V::prefetch(row.wrapping_byte_add(line));
+            for panel in panels {
+                for j in 0..V::GROUP {
+                    let row = panel.wrapping_byte_add(PREFETCH_BYTES + (i + j) * row_bytes);
+                    for line in (0..row_bytes).step_by(LINE_BYTES) {
+                        V::prefetch(row.wrapping_byte_add(line));
+                    }
                 }
             }
             let groups: [V::Group; R] = std::array::from_fn(|r| V::load_group(x.add(r * k + i)));
             for j in 0..V::GROUP {
-                let w = panel_row::<V, VECTORS>(weights, i + j);
+                let w = panels.map(|panel| panel_row::<V, VECTORS>(panel, i + j));
                 for (row, group) in acc.iter_mut().zip(&groups) {
                     let value = V::broadcast(*group, j);
-                    for (lane, w) in row.iter_mut().zip(&w) {
-                        *lane = value.mul_add(*w, *lane);
+                    for (lanes, w) in row.iter_mut().zip(&w) {
+                        for (lane, w) in lanes.iter_mut().zip(w) {
+                            *lane = value.mul_add(*w, *lane);
+                        }
                     }
                 }
             }
             i += V::GROUP;
         }
         for i in i..k {
-            let w = panel_row::<V, VECTORS>(weights, i);
+            let w = panels.map(|panel| panel_row::<V, VECTORS>(panel, i));
             for (r, row) in acc.iter_mut().enumerate() {
                 let value = V::splat(*x.add(r * k + i));
-                for (lane, w) in row.iter_mut().zip(&w) {
-                    *lane = value.mul_add(*w, *lane);
+                for (lanes, w) in row.iter_mut().zip(&w) {
+                    for (lane, w) in lanes.iter_mut().zip(w) {
+                        *lane = value.mul_add(*w, *lane);
+                    }
                 }
             }
         }
         for (r, row) in acc.iter().enumerate() {
-            for (v, lane) in row.iter().enumerate() {
-                lane.store(out.add(r * stride + v * V::LANES));
+            for (p, lanes) in row.iter().enumerate() {
+                for (v, lane) in lanes.iter().enumerate() {
+                    lane.store(out.add(r * stride + p * width + v * V::LANES));
+                }
             }
         }
         // Apart from the stores above, so that the accumulators stay in registers.
         if let Some(activation) = self.activation {
             for r in 0..R {
-                let values =
-                    std::slice::from_raw_parts_mut(out.add(r * stride), VECTORS * V::LANES);
+                let values = std::slice::from_raw_parts_mut(out.add(r * stride), PANELS * width);
                 apply_activation(values, activation);
             }
         }
@@ -406,14 +446,23 @@ mod x86 {
         _mm256_fmadd_ps
     );
 
+    /// Up to this many input rows, tiles of 12 rows by one panel (each weight is loaded once
+    /// for 12 rows: few rows wait on the weights streaming in); above, 6 rows by two panels
+    /// (the input rows are read once per two panels).
+    const FEW_ROWS: usize = 64;
+
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512(product: &Product, panels: Range<usize>, out: *mut f32) {
-        panels_product::<F32x16, 4, 6>(product, panels, out)
+        if product.m <= FEW_ROWS {
+            panels_product::<F32x16, 2, 1, 12>(product, panels, out)
+        } else {
+            panels_product::<F32x16, 2, 2, 6>(product, panels, out)
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2(product: &Product, panels: Range<usize>, out: *mut f32) {
-        panels_product::<F32x8, 2, 6>(product, panels, out)
+        panels_product::<F32x8, 2, 1, 6>(product, panels, out)
     }
 }
 
@@ -463,7 +512,7 @@ mod wasm {
     }
 
     pub unsafe fn simd128(product: &Product, panels: Range<usize>, out: *mut f32) {
-        panels_product::<F32x4, 3, 4>(product, panels, out)
+        panels_product::<F32x4, 3, 1, 4>(product, panels, out)
     }
 }
 
@@ -504,14 +553,18 @@ mod tests {
 
     fn matches_a_plain_product(kernel: Kernel) {
         let width = kernel.width();
-        // Row counts on both sides of a tile, widths with and without a partial last panel, a
-        // depth longer than the prefetch distance.
+        // Row counts on both sides of a tile and of the few-rows kernel's limit, widths with
+        // and without a partial last panel and with odd panel counts, a depth longer than the
+        // prefetch distance.
         for (m, k, n) in [
             (1, 5, 3),
             (6, 16, width),
             (7, 33, 2 * width + 5),
+            (12, 20, 3 * width),
             (13, 64, 100),
             (9, 517, width + 3),
+            (70, 40, 2 * width + 5),
+            (71, 24, 5 * width),
         ] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
