@@ -65,7 +65,7 @@ fn gelu_tanh_derivative(x: f32) -> f32 {
 /// degree 7 (`|f| <= 0.35`: truncation below 1e-8). Inputs are clamped to where `e^x` is a
 /// finite normal number.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);

@@ -9,7 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::dense::{Dense, DenseLayers};
-use super::gpu_kernels::try_attention;
+use super::{cpu_attention, gpu_kernels};
 use crate::config::Activation;
 
 /// Apply the configured nonlinearity (on the CPU backend as one operation, see
@@ -132,8 +132,22 @@ impl Attention {
     }
 }
 
+/// Attention read straight from Q/K/V projections (see [`gpu_kernels::try_attention`]) by a
+/// kernel of our own: on GPU devices, or on the CPU backend at inference; `None` elsewhere
+/// (autodiff: burn's attention, through [`merged_heads`]).
+fn try_attention(
+    query: &Tensor<3>,
+    key_value: &Tensor<3>,
+    heads: usize,
+    mask: Option<&Tensor<4, Bool>>,
+    causal: bool,
+) -> Option<Tensor<3>> {
+    gpu_kernels::try_attention(query, key_value, heads, mask, causal)
+        .or_else(|| cpu_attention::try_attention(query, key_value, heads, mask, causal))
+}
+
 /// burn's attention over heads `[batch, heads, seq, head_dim]`, the heads merged back into
-/// `[batch, seq, heads * head_dim]` (the path of devices without [`try_attention`]).
+/// `[batch, seq, heads * head_dim]` (where [`try_attention`] does not apply).
 pub(super) fn merged_heads(
     q: Tensor<4>,
     k: Tensor<4>,

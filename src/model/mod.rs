@@ -4,6 +4,7 @@
 mod activation;
 mod activation_op;
 pub mod clip;
+mod cpu_attention;
 mod cpu_linear;
 pub mod dense;
 mod gpu_kernels;
