@@ -252,25 +252,42 @@ unsafe fn head_body((sizes, query, key_value, mask, b, h, out): HeadArgs) {
 }
 
 /// Softmax of one row of scores in place; `-inf` marks a key left out. A row without any key
-/// becomes zeros (as burn's attention leaves it).
+/// becomes zeros (as burn's attention leaves it). Each pass is a loop the compiler vectorizes
+/// (the reductions through [`fold_lanes`]).
 #[inline(always)]
 fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = fold_lanes(row, f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return;
     }
-    let mut total = 0.0;
     for s in row.iter_mut() {
         *s = if *s == f32::NEG_INFINITY {
             0.0
         } else {
             exp(*s - max)
         };
-        total += *s;
     }
-    let inv = 1.0 / total;
+    let inv = 1.0 / fold_lanes(row, 0.0, |a, b| a + b);
     row.iter_mut().for_each(|s| *s *= inv);
+}
+
+/// `f` folded over `values` as 16 interleaved partial results, then those folded: a loop the
+/// compiler vectorizes (a single running result would chain every step on the previous one).
+#[inline(always)]
+fn fold_lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, value) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, *value);
+        }
+    }
+    for value in rest {
+        lanes[0] = f(lanes[0], *value);
+    }
+    lanes.into_iter().fold(init, f)
 }
 
 #[cfg(test)]
