@@ -169,10 +169,11 @@ trait Lanes: Copy {
     unsafe fn broadcast(group: Self::Group, j: usize) -> Self;
     /// `self * b + c`.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
-    /// Asks for the cache line holding `p` to be loaded ahead of use (a hint: it never faults,
-    /// wherever `p` points). A no-op where the instruction set has no such hint.
+    /// Asks for the cache line holding `p` to be loaded ahead of use, into the first-level
+    /// cache or (`L1` false) the second (a hint: it never faults, wherever `p` points). A no-op
+    /// where the instruction set has no such hint.
     #[inline(always)]
-    unsafe fn prefetch(_p: *const f32) {}
+    unsafe fn prefetch<const L1: bool>(_p: *const f32) {}
 }
 
 /// How far ahead of the row being multiplied the kernels ask for a panel's next rows. At
@@ -183,29 +184,41 @@ const PREFETCH_BYTES: usize = 4096;
 const LINE_BYTES: usize = 64;
 
 /// The product over a range of panels of `VECTORS` vectors of `V::LANES` columns, in tiles of
-/// `ROWS` input rows by `PANELS` adjacent panels (`ROWS x PANELS x VECTORS` accumulators stay
+/// `ROWS` input rows by `PANELS` adjacent panels, prefetching into L1 or (`L1` false) L2 (`ROWS x PANELS x VECTORS` accumulators stay
 /// in registers; a last panel without a partner goes through a one-panel tile). Inlined into
 /// each instruction set's entry point, so that the intrinsics (and the activation's loops)
 /// compile for it.
 #[inline(always)]
-unsafe fn panels_product<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
+unsafe fn panels_product<
+    V: Lanes,
+    const VECTORS: usize,
+    const PANELS: usize,
+    const ROWS: usize,
+    const L1: bool,
+>(
     product: &Product,
     panels: Range<usize>,
     out: *mut f32,
 ) {
     let mut panel = panels.start;
     while panel + PANELS <= panels.end {
-        panel_group::<V, VECTORS, PANELS, ROWS>(product, panel, out);
+        panel_group::<V, VECTORS, PANELS, ROWS, L1>(product, panel, out);
         panel += PANELS;
     }
     for panel in panel..panels.end {
-        panel_group::<V, VECTORS, 1, ROWS>(product, panel, out);
+        panel_group::<V, VECTORS, 1, ROWS, L1>(product, panel, out);
     }
 }
 
 /// The product at the columns of panels `first_panel..first_panel + PANELS`.
 #[inline(always)]
-unsafe fn panel_group<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
+unsafe fn panel_group<
+    V: Lanes,
+    const VECTORS: usize,
+    const PANELS: usize,
+    const ROWS: usize,
+    const L1: bool,
+>(
     product: &Product,
     first_panel: usize,
     out: *mut f32,
@@ -223,7 +236,7 @@ unsafe fn panel_group<V: Lanes, const VECTORS: usize, const PANELS: usize, const
         activation: product.activation,
     };
     if cols == group {
-        tiles.rows::<V, VECTORS, PANELS, ROWS>(m, out.add(first), n);
+        tiles.rows::<V, VECTORS, PANELS, ROWS, L1>(m, out.add(first), n);
     } else {
         // The last panel is narrower than the kernel writes: through a scratch block, with
         // the bias padded to the group's width.
@@ -236,7 +249,7 @@ unsafe fn panel_group<V: Lanes, const VECTORS: usize, const PANELS: usize, const
             bias: tiles.bias.map(|_| bias.as_ptr()),
             ..tiles
         };
-        tiles.rows::<V, VECTORS, PANELS, ROWS>(m, scratch.as_mut_ptr(), group);
+        tiles.rows::<V, VECTORS, PANELS, ROWS, L1>(m, scratch.as_mut_ptr(), group);
         for row in 0..m {
             let dst = out.add(row * n + first);
             std::ptr::copy_nonoverlapping(scratch[row * group..].as_ptr(), dst, cols);
@@ -277,7 +290,13 @@ impl Tiles {
     /// All `m` rows of the input times the group's panels, in the tiles of [`row_tiles`]
     /// (`ROWS <= 12`). `out` points at the group's first column; its rows are `stride` apart.
     #[inline(always)]
-    unsafe fn rows<V: Lanes, const VECTORS: usize, const PANELS: usize, const ROWS: usize>(
+    unsafe fn rows<
+        V: Lanes,
+        const VECTORS: usize,
+        const PANELS: usize,
+        const ROWS: usize,
+        const L1: bool,
+    >(
         self,
         m: usize,
         out: *mut f32,
@@ -286,13 +305,13 @@ impl Tiles {
         for (row, count) in row_tiles(m, ROWS) {
             let out = out.add(row * stride);
             match count {
-                c if c == ROWS => self.tile::<V, VECTORS, PANELS, ROWS>(row, out, stride),
-                1 => self.tile::<V, VECTORS, PANELS, 1>(row, out, stride),
-                2 => self.tile::<V, VECTORS, PANELS, 2>(row, out, stride),
-                3 => self.tile::<V, VECTORS, PANELS, 3>(row, out, stride),
-                4 => self.tile::<V, VECTORS, PANELS, 4>(row, out, stride),
-                5 => self.tile::<V, VECTORS, PANELS, 5>(row, out, stride),
-                _ => self.tile::<V, VECTORS, PANELS, 6>(row, out, stride),
+                c if c == ROWS => self.tile::<V, VECTORS, PANELS, ROWS, L1>(row, out, stride),
+                1 => self.tile::<V, VECTORS, PANELS, 1, L1>(row, out, stride),
+                2 => self.tile::<V, VECTORS, PANELS, 2, L1>(row, out, stride),
+                3 => self.tile::<V, VECTORS, PANELS, 3, L1>(row, out, stride),
+                4 => self.tile::<V, VECTORS, PANELS, 4, L1>(row, out, stride),
+                5 => self.tile::<V, VECTORS, PANELS, 5, L1>(row, out, stride),
+                _ => self.tile::<V, VECTORS, PANELS, 6, L1>(row, out, stride),
             }
         }
     }
@@ -301,7 +320,13 @@ impl Tiles {
     /// accumulators start at the bias; for each `k`, one row of each panel is loaded and each
     /// input value broadcast against them.
     #[inline(always)]
-    unsafe fn tile<V: Lanes, const VECTORS: usize, const PANELS: usize, const R: usize>(
+    unsafe fn tile<
+        V: Lanes,
+        const VECTORS: usize,
+        const PANELS: usize,
+        const R: usize,
+        const L1: bool,
+    >(
         self,
         first: usize,
         out: *mut f32,
@@ -325,7 +350,7 @@ impl Tiles {
                 for j in 0..V::GROUP {
                     let row = panel.wrapping_byte_add(PREFETCH_BYTES + (i + j) * row_bytes);
                     for line in (0..row_bytes).step_by(LINE_BYTES) {
-                        V::prefetch(row.wrapping_byte_add(line));
+                        V::prefetch::<L1>(row.wrapping_byte_add(line));
                     }
                 }
             }
@@ -420,8 +445,12 @@ mod x86 {
                     $name($fmadd(self.0, b.0, c.0))
                 }
                 #[inline(always)]
-                unsafe fn prefetch(p: *const f32) {
-                    _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+                unsafe fn prefetch<const L1: bool>(p: *const f32) {
+                    if L1 {
+                        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
+                    }
                 }
             }
         };
@@ -447,22 +476,24 @@ mod x86 {
     );
 
     /// Up to this many input rows, tiles of 12 rows by one panel (each weight is loaded once
-    /// for 12 rows: few rows wait on the weights streaming in); above, 6 rows by two panels
-    /// (the input rows are read once per two panels).
+    /// for 12 rows: few rows wait on the weights streaming in), prefetching the panel into L2
+    /// only (measured faster there; each weight is used by one tile); above, 6 rows by two
+    /// panels (the input rows are read once per two panels), prefetching into L1 (the tiles
+    /// after the first re-read the panel from cache).
     const FEW_ROWS: usize = 64;
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512(product: &Product, panels: Range<usize>, out: *mut f32) {
         if product.m <= FEW_ROWS {
-            panels_product::<F32x16, 2, 1, 12>(product, panels, out)
+            panels_product::<F32x16, 2, 1, 12, false>(product, panels, out)
         } else {
-            panels_product::<F32x16, 2, 2, 6>(product, panels, out)
+            panels_product::<F32x16, 2, 2, 6, true>(product, panels, out)
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2(product: &Product, panels: Range<usize>, out: *mut f32) {
-        panels_product::<F32x8, 2, 1, 6>(product, panels, out)
+        panels_product::<F32x8, 2, 1, 6, true>(product, panels, out)
     }
 }
 
@@ -512,7 +543,7 @@ mod wasm {
     }
 
     pub unsafe fn simd128(product: &Product, panels: Range<usize>, out: *mut f32) {
-        panels_product::<F32x4, 3, 1, 4>(product, panels, out)
+        panels_product::<F32x4, 3, 1, 4, true>(product, panels, out)
     }
 }
 
