@@ -38,7 +38,9 @@ pub fn try_attention(
         Some(_) => return None,
         None => 0,
     };
+    // (No keys: `gemm` would leave the output unwritten; burn's attention reports it.)
     let fits = heads > 0
+        && keys > 0
         && projected % (3 * heads) == 0
         && [kv_batch, kv_projected] == [batch, projected]
         && (!causal || queries == keys);
@@ -366,6 +368,11 @@ mod tests {
         assert!(
             try_attention(&x, &x, 5, None, false).is_none(),
             "12 is not 3 x 5 heads"
+        );
+        let no_keys = Tensor::<3>::zeros([1, 0, 12], &device);
+        assert!(
+            try_attention(&x, &no_keys, 2, None, false).is_none(),
+            "no keys"
         );
         let longer = Tensor::<3>::zeros([1, 6, 12], &device);
         assert!(
