@@ -17,12 +17,14 @@ use burn_flex::FlexTensor;
 
 use super::activation::exp;
 use super::cpu_linear::{for_each_part, with_f32_values};
+use super::layers::attention_fits;
 
 /// Attention as [`super::gpu_kernels::try_attention`] computes it: `query` (`[batch, queries,
 /// 3 * hidden]`) gives Q in its first `hidden` columns, `key_value` (`[batch, keys, 3 *
 /// hidden]`) K and V in the next two; `mask` (`[batch, 1 or heads, queries, keys]`, true where a
 /// key is ignored); `causal`: query `i` sees keys `0..=i`. Returns `[batch, queries, hidden]`;
-/// `None` where the tensors are not plain f32 CPU tensors or the sizes disagree. A query row
+/// `None` where the tensors are not plain f32 CPU tensors or the sizes disagree
+/// ([`attention_fits`]). A query row
 /// whose keys are all masked gets zeros, as burn's attention gives it.
 pub fn try_attention(
     query: &Tensor<3>,
@@ -31,22 +33,12 @@ pub fn try_attention(
     mask: Option<&Tensor<4, Bool>>,
     causal: bool,
 ) -> Option<Tensor<3>> {
-    let ([batch, queries, projected], [kv_batch, keys, kv_projected]) =
-        (query.dims(), key_value.dims());
-    let mask_heads = match mask.map(|m| m.dims()) {
-        Some([b, h, q, k]) if [b, q, k] == [batch, queries, keys] && (h == 1 || h == heads) => h,
-        Some(_) => return None,
-        None => 0,
-    };
+    let ([batch, queries, projected], [_, keys, _]) = (query.dims(), key_value.dims());
     // (No keys: `gemm` would leave the output unwritten; burn's attention reports it.)
-    let fits = heads > 0
-        && keys > 0
-        && projected % (3 * heads) == 0
-        && [kv_batch, kv_projected] == [batch, projected]
-        && (!causal || queries == keys);
-    if !fits {
+    if !attention_fits(query, key_value, heads, mask, causal) || keys == 0 {
         return None;
     }
+    let mask_heads = mask.map_or(0, |m| m.dims()[1]);
     let sizes = Sizes {
         batch,
         queries,

@@ -194,17 +194,7 @@ pub fn try_attention(
     mask: Option<&Tensor<4, Bool>>,
     causal: bool,
 ) -> Option<Tensor<3>> {
-    let ([batch, queries, projected], [kv_batch, keys, kv_projected]) =
-        (query.dims(), key_value.dims());
-    let fits = heads > 0
-        && projected % (3 * heads) == 0
-        && [kv_batch, kv_projected] == [batch, projected]
-        && mask.is_none_or(|m| {
-            let [mask_batch, mask_heads, mask_queries, mask_keys] = m.dims();
-            [mask_batch, mask_queries, mask_keys] == [batch, queries, keys]
-                && (mask_heads == 1 || mask_heads == heads)
-        })
-        && (!causal || queries == keys);
+    let fits = super::layers::attention_fits(query, key_value, heads, mask, causal);
     let on_gpu = on_gpu(query) && on_gpu(key_value);
     if !fits || !on_gpu || mask.is_some_and(|m| !gpu_inference(&m.device())) {
         return None;

@@ -146,6 +146,31 @@ fn try_attention(
         .or_else(|| cpu_attention::try_attention(query, key_value, heads, mask, causal))
 }
 
+/// Whether Q/K/V projections `query` (`[batch, queries, 3 * hidden]`) and `key_value`
+/// (`[batch, keys, 3 * hidden]`), `heads` and a `mask` (`[batch, 1 or heads, queries, keys]`)
+/// have the sizes the attention kernels of [`gpu_kernels`] and [`cpu_attention`] take
+/// (`causal` needs as many queries as keys); sizes that disagree go to burn's attention,
+/// which reports them.
+pub(super) fn attention_fits(
+    query: &Tensor<3>,
+    key_value: &Tensor<3>,
+    heads: usize,
+    mask: Option<&Tensor<4, Bool>>,
+    causal: bool,
+) -> bool {
+    let ([batch, queries, projected], [kv_batch, keys, kv_projected]) =
+        (query.dims(), key_value.dims());
+    heads > 0
+        && projected % (3 * heads) == 0
+        && [kv_batch, kv_projected] == [batch, projected]
+        && mask.is_none_or(|m| {
+            let [mask_batch, mask_heads, mask_queries, mask_keys] = m.dims();
+            [mask_batch, mask_queries, mask_keys] == [batch, queries, keys]
+                && (mask_heads == 1 || mask_heads == heads)
+        })
+        && (!causal || queries == keys)
+}
+
 /// burn's attention over heads `[batch, heads, seq, head_dim]`, the heads merged back into
 /// `[batch, seq, heads * head_dim]` (where [`try_attention`] does not apply).
 pub(super) fn merged_heads(

@@ -184,10 +184,10 @@ const PREFETCH_BYTES: usize = 4096;
 const LINE_BYTES: usize = 64;
 
 /// The product over a range of panels of `VECTORS` vectors of `V::LANES` columns, in tiles of
-/// `ROWS` input rows by `PANELS` adjacent panels, prefetching into L1 or (`L1` false) L2 (`ROWS x PANELS x VECTORS` accumulators stay
-/// in registers; a last panel without a partner goes through a one-panel tile). Inlined into
-/// each instruction set's entry point, so that the intrinsics (and the activation's loops)
-/// compile for it.
+/// `ROWS` input rows by `PANELS` adjacent panels (`ROWS x PANELS x VECTORS` accumulators stay
+/// in registers; a last panel without a partner goes through a one-panel tile), prefetching
+/// into L1 or (`L1` false) L2. Inlined into each instruction set's entry point, so that the
+/// intrinsics (and the activation's loops) compile for it.
 #[inline(always)]
 unsafe fn panels_product<
     V: Lanes,
