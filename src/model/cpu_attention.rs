@@ -50,7 +50,8 @@ pub fn try_attention(
     };
     let out = with_f32_values(query, |q| {
         with_f32_values(key_value, |kv| {
-            // The mask's values (an expanded view materializes here).
+            // The mask's values: `batch × mask_heads × queries × keys` flags (the text tower
+            // passes one mask for every head, so this is small).
             let mask = mask.map(|m| m.clone().into_data().iter::<bool>().collect::<Vec<_>>());
             sizes.attend(q, kv, mask.as_deref())
         })

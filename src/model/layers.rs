@@ -86,7 +86,7 @@ impl Attention {
         }
     }
 
-    /// `x`: `[batch, seq, hidden]`. `mask`: `[batch, heads, seq, seq]`, true where a key must
+    /// `x`: `[batch, seq, hidden]`. `mask`: `[batch, 1 or heads, seq, seq]`, true where a key must
     /// be ignored. `causal`: each position sees only itself and earlier positions.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4, Bool>>, causal: bool) -> Tensor<3> {
         self.out_proj.forward(self.context(x, mask, causal))
@@ -391,8 +391,7 @@ mod tests {
             .map(|i| i >= seq * seq && i % seq == seq - 1)
             .collect();
         let mask =
-            Tensor::<4, Bool>::from_data(TensorData::new(padding, [batch, 1, seq, seq]), &device)
-                .expand([batch, heads, seq, seq]);
+            Tensor::<4, Bool>::from_data(TensorData::new(padding, [batch, 1, seq, seq]), &device);
         for (mask, causal) in [(None, false), (Some(mask), true)] {
             let whole = encoder
                 .forward(x.clone(), mask.clone(), causal)

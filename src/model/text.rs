@@ -188,16 +188,9 @@ impl TextTransformer {
 
     /// Pooled features `[batch, hidden]` of a token batch.
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
-        let [size, seq] = batch.ids.dims();
         let x = self.embeddings.forward(&batch.ids);
-        let mask = batch.padding_mask.clone().map(|m| {
-            let heads = self
-                .encoder
-                .layers
-                .first()
-                .map_or(1, |l| l.self_attn.num_heads);
-            m.expand([size, heads, seq, seq])
-        });
+        // The `[batch, 1, seq, seq]` mask serves every head: attention broadcasts it.
+        let mask = batch.padding_mask.clone();
         let pooled = self
             .encoder
             .forward_rows(x, mask, batch.causal, batch.pool_index.clone());
