@@ -24,8 +24,8 @@ use super::layers::attention_fits;
 /// hidden]`) K and V in the next two; `mask` (`[batch, 1 or heads, queries, keys]`, true where a
 /// key is ignored); `causal`: query `i` sees keys `0..=i`. Returns `[batch, queries, hidden]`;
 /// `None` where the tensors are not plain f32 CPU tensors or the sizes disagree
-/// ([`attention_fits`]). A query row
-/// whose keys are all masked gets zeros, as burn's attention gives it.
+/// ([`attention_fits`]). A query row whose keys are all masked gets zeros, as burn's attention
+/// gives it.
 pub fn try_attention(
     query: &Tensor<3>,
     key_value: &Tensor<3>,

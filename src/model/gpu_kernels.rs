@@ -456,7 +456,8 @@ mod tests {
         }
     }
 
-    /// burn's attention (the mask expanded to every head, as the text tower passes it).
+    /// burn's attention, given the mask expanded to every head (the kernel is tested with both
+    /// shapes of mask).
     fn burns(
         q: Tensor<4>,
         k: Tensor<4>,

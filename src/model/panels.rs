@@ -269,7 +269,7 @@ unsafe fn panel_group<
 /// How `m` rows split into tiles of at most `rows` rows: `(first row, rows)`, as few tiles as
 /// that allows, of sizes that differ by at most one (so that each tile's share of the next
 /// panels' prefetches comes with as much arithmetic to hide it behind).
-fn row_tiles(m: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+fn row_tiles(m: usize, rows: usize) -> impl ExactSizeIterator<Item = (usize, usize)> {
     let tiles = m.div_ceil(rows);
     let size = m.checked_div(tiles).unwrap_or(0);
     let longer = m.checked_rem(tiles).unwrap_or(0);
@@ -310,14 +310,15 @@ impl Tiles {
         stride: usize,
     ) {
         const { assert!(ROWS <= 12, "tiles have at most 12 rows") };
-        let tiles = m.div_ceil(ROWS);
+        let row_tiles = row_tiles(m, ROWS);
+        let tiles = row_tiles.len();
         // Only where the prefetches go to L2 and several tiles share the panel: a lone tile
         // already streams its panel, and asking for the next one as well measured slower.
         let (next, mut next_len) = self.next;
         if L1 || tiles < 2 {
             next_len = 0;
         }
-        for (t, (row, count)) in row_tiles(m, ROWS).enumerate() {
+        for (t, (row, count)) in row_tiles.enumerate() {
             let out = out.add(row * stride);
             // This tile's share of the next panels.
             let from = t * next_len / tiles;
@@ -346,7 +347,8 @@ impl Tiles {
     }
 
     /// [`Tiles::tile`], compiled without the next panels' prefetches where it has no share of
-    /// them (they would still cost it registers and a branch per row).
+    /// them (they would still cost it registers and a branch per row). [`Tiles::rows`] gives no
+    /// shares where `L1`; the test of `L1` here keeps those kernels from compiling the variant.
     #[inline(always)]
     unsafe fn sized<
         V: Lanes,
