@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::config::{ClipConfig, TextPooling};
 use crate::error::Result;
 use crate::model::{ClipModel, DenseLayers, TokenBatch};
-use crate::train::model_loss;
 use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::trainer::optimizer_step;
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize)]
@@ -119,10 +119,7 @@ pub fn train_step(
     let ids = vec![prompt_ids(config, 9); batch];
     let mut case = time("train step", batch, 3, runs, || {
         let tokens = TokenBatch::new(&ids, &config.text, &train_device)?;
-        let image = model.embed_images(pixels.clone());
-        let loss = model_loss(&model, image, model.embed_texts(&tokens));
-        let grads = loss.backward();
-        optimizer.step(&mut model, &grads, 1e-4)?;
+        let (loss, _) = optimizer_step(&mut model, &mut optimizer, pixels.clone(), &tokens, 1e-4)?;
         crate::model::values(loss.inner()).map(|_| ())
     })?;
     case.name = format!("train step ({} pairs)", batch);

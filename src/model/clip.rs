@@ -4,6 +4,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use super::cpu_linear::on_worker;
 use super::dense::{Dense, DenseLayers};
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
@@ -55,12 +56,16 @@ impl ClipModel {
 
     /// L2-normalized image embeddings.
     pub fn embed_images(&self, pixels: Tensor<4>) -> Tensor<2> {
-        l2_normalize(self.image_features(pixels))
+        on_worker(&pixels.device(), || {
+            l2_normalize(self.image_features(pixels))
+        })
     }
 
     /// L2-normalized text embeddings.
     pub fn embed_texts(&self, tokens: &TokenBatch) -> Tensor<2> {
-        l2_normalize(self.text_features(tokens))
+        on_worker(&tokens.ids.device(), || {
+            l2_normalize(self.text_features(tokens))
+        })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod text;
 pub mod vision;
 
 pub use clip::{l2_normalize, ClipModel};
+pub use cpu_linear::on_worker;
 pub use dense::{Dense, DenseLayers};
 pub use text::{pool_position, TextTransformer, TokenBatch};
 pub use vision::VisionTransformer;

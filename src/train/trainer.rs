@@ -22,7 +22,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::image::{preprocess, RgbImage};
-use crate::model::{values, ClipModel, TokenBatch};
+use crate::model::{on_worker, values, ClipModel, TokenBatch};
 use crate::pipeline::{block_on, Clip, ClipLoader, ModelFiles};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::{export_safetensors, ParamTable, WeightDtype};
@@ -238,6 +238,25 @@ fn to_tensors(
     Ok((pixels, TokenBatch::new(&ids, &config.text, device)?))
 }
 
+/// One optimizer step on a batch: both towers, the model's loss, backward, AdamW at `lr`.
+/// Returns the loss and the gradient's global norm (before clipping). On the CPU it all runs
+/// on a worker of the thread pool ([`on_worker`]).
+pub fn optimizer_step(
+    model: &mut ClipModel,
+    optimizer: &mut AdamW,
+    pixels: Tensor<4>,
+    tokens: &TokenBatch,
+    lr: f64,
+) -> Result<(Tensor<1>, f32)> {
+    on_worker(&pixels.device(), || {
+        let image = model.embed_images(pixels);
+        let loss = model_loss(model, image, model.embed_texts(tokens));
+        let grads = loss.backward();
+        let grad_norm = optimizer.step(model, &grads, lr)?;
+        Ok((loss, grad_norm))
+    })
+}
+
 /// Train on `data`; `on_step` receives progress every `report_every` steps, `on_eval` each
 /// evaluation.
 pub fn train(
@@ -337,11 +356,7 @@ pub fn train(
             &tokenizer,
             &train_device,
         )?;
-        let image = model.embed_images(pixels);
-        let text = model.embed_texts(&tokens);
-        let loss = model_loss(&model, image, text);
-        let grads = loss.backward();
-        let grad_norm = optimizer.step(&mut model, &grads, lr)?;
+        let (loss, grad_norm) = optimizer_step(&mut model, &mut optimizer, pixels, &tokens, lr)?;
         window.1 += config.batch_size;
 
         let last = step + 1 == config.steps;
