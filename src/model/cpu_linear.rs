@@ -241,10 +241,10 @@ fn threads() -> usize {
     1
 }
 
-/// `f()`, where `device` is the CPU on one of the thread pool's workers: the parallel parts
-/// of each operation inside then start from a worker, which runs one part itself and leaves
-/// the rest to be stolen, instead of the calling thread sleeping until the pool has run them
-/// all and being woken again, at every operation (text batch 1: 11% faster).
+/// `f()`, run on one of the thread pool's workers where `device` is the CPU. Each operation's
+/// parallel parts then start from a worker, which runs one part itself and leaves the rest to
+/// be stolen, instead of the calling thread sleeping until the pool has run them all and being
+/// woken again, at every operation (text batch 1: 11% faster). Elsewhere (wgpu, wasm) `f()`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn on_worker<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
     match device.clone().inner() == Device::flex() {
